@@ -1,17 +1,231 @@
+// Command unroot pulls and runs OCI/Docker images without root.
 package main
 
 import (
-	_ "github.com/coreos/go-systemd/v22/dbus"
-	_ "github.com/spf13/pflag"
-	_ "go.podman.io/image/v5/copy"
-	_ "go.podman.io/image/v5/docker"
-	_ "go.podman.io/image/v5/storage"
-	_ "go.podman.io/image/v5/signature"
-	_ "go.podman.io/image/v5/oci/archive"
-	_ "go.podman.io/image/v5/docker/archive"
-	_ "go.podman.io/storage"
-	_ "golang.org/x/sys/unix"
-	_ "golang.org/x/term"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	flag "github.com/spf13/pflag"
+	"go.podman.io/storage/pkg/reexec"
+
+	"github.com/unroot/unroot/container"
+	"github.com/unroot/unroot/idmap"
+	"github.com/unroot/unroot/image"
+	"github.com/unroot/unroot/userns"
 )
 
-func main() {}
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// exitError carries an exit code through the command functions.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// usageError is a wrong command line; it is reported with a pointer to --help.
+type usageError struct {
+	verb string
+	err  error
+}
+
+func (e usageError) Error() string { return e.err.Error() }
+
+type command struct {
+	name, args, short string
+	run               func(g *globals, args []string) error
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"run", "[flags] IMAGE [COMMAND [ARG...]]", "Run a command in a new container", cmdRun},
+		{"pull", "[flags] IMAGE", "Pull an image from a registry", cmdPull},
+		{"images", "[flags]", "List images in local storage", cmdImages},
+		{"rmi", "[flags] IMAGE [IMAGE...]", "Remove one or more images", cmdRmi},
+		{"login", "[flags] REGISTRY", "Log in to a registry", cmdLogin},
+		{"info", "[flags]", "Show how unroot is set up on this machine", cmdInfo},
+		{"version", "", "Show the unroot version", cmdVersion},
+	}
+}
+
+func main() {
+	// containers/storage re-executes this binary to unpack layers in a
+	// chroot; those helpers dispatch here.
+	if reexec.Init() {
+		return
+	}
+	switch userns.Stage() {
+	case container.StageInit:
+		os.Exit(container.InitMain())
+	case container.StageMonitor:
+		os.Exit(container.MonitorMain())
+	}
+	os.Exit(realMain(os.Args[1:]))
+}
+
+// globals are the flags every verb understands, given before the verb.
+type globals struct {
+	paths  image.Paths
+	store  image.StoreOptions
+	root   string
+	runDir string
+}
+
+func realMain(args []string) int {
+	g := &globals{}
+	fs := flag.NewFlagSet("unroot", flag.ContinueOnError)
+	fs.SetInterspersed(false)
+	fs.StringVar(&g.root, "root", "", "storage root directory (default $XDG_DATA_HOME/unroot/storage)")
+	fs.StringVar(&g.runDir, "runroot", "", "run-time state directory (default $XDG_RUNTIME_DIR/unroot)")
+	showVersion := fs.BoolP("version", "v", false, "print the version and exit")
+	fs.Usage = func() { usage(fs) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "unroot: %v\nSee 'unroot --help'.\n", err)
+		return 125
+	}
+	if *showVersion {
+		fmt.Printf("unroot version %s\n", version)
+		return 0
+	}
+	if fs.NArg() == 0 {
+		usage(fs)
+		return 125
+	}
+	g.paths = image.DefaultPaths()
+	if g.runDir != "" {
+		g.paths.Run = g.runDir
+	}
+	g.store = image.DefaultStoreOptions(g.paths)
+	if g.root != "" {
+		g.store.GraphRoot = g.root
+	}
+	verb, rest := fs.Arg(0), fs.Args()[1:]
+	for _, c := range commands {
+		if c.name != verb {
+			continue
+		}
+		err := c.run(g, rest)
+		var ee exitError
+		var ue usageError
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.As(err, &ee):
+			return ee.code
+		case errors.As(err, &ue):
+			fmt.Fprintf(os.Stderr, "unroot %s: %v\nSee 'unroot %s --help'.\n", ue.verb, ue.err, ue.verb)
+			return 125
+		default:
+			fmt.Fprintf(os.Stderr, "unroot: %v\n", err)
+			return 125
+		}
+	}
+	fmt.Fprintf(os.Stderr, "unroot: unknown command %q\nSee 'unroot --help'.\n", verb)
+	return 125
+}
+
+func usage(fs *flag.FlagSet) {
+	fmt.Fprintf(os.Stderr, "Usage: unroot [global flags] COMMAND [flags] [args]\n\nRun OCI/Docker images without root.\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(os.Stderr, "  %-9s %s\n", c.name, c.short)
+	}
+	fmt.Fprintf(os.Stderr, "\nGlobal flags:\n%s\nRun 'unroot COMMAND --help' for a command's flags.\n", fs.FlagUsages())
+}
+
+// newFlags makes a verb's flag set with Docker-style help.
+func newFlags(verb string) *flag.FlagSet {
+	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
+	fs.Usage = func() {
+		for _, c := range commands {
+			if c.name == verb {
+				fmt.Fprintf(os.Stderr, "Usage: unroot %s %s\n\n%s\n\nFlags:\n%s", verb, c.args, c.short, fs.FlagUsages())
+			}
+		}
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{verb: fs.Name(), err: err}
+	}
+	return nil
+}
+
+// inUserNS runs the current command again as root in unroot's user
+// namespace (where the store lives) and returns its exit status. It
+// returns (false, nil) when we already are that re-executed process.
+func inUserNS(g *globals) (bool, error) {
+	if userns.Stage() == stageStore {
+		// The parent has written our mapping once its first message arrives.
+		var go_ struct{}
+		if err := storeCtl().Recv(&go_); err != nil {
+			return true, fmt.Errorf("waiting for the user namespace: %w", err)
+		}
+		return false, nil
+	}
+	if err := image.EnsureRunDir(g.paths.Run); err != nil {
+		return true, err
+	}
+	child, err := userns.Start(userns.Options{
+		Stage:      stageStore,
+		Args:       os.Args[1:],
+		Cloneflags: 0x00020000, // CLONE_NEWNS: our mounts stay ours
+		Mapping:    mapping(),
+		Stdin:      os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+	})
+	if err != nil {
+		return true, err
+	}
+	_ = child.Ctl.Send(struct{}{})
+	err = child.Cmd.Wait()
+	child.Ctl.Close()
+	if child.Cmd.ProcessState != nil {
+		if code := child.Cmd.ProcessState.ExitCode(); code != 0 {
+			return true, exitError{code}
+		}
+		if code := child.Cmd.ProcessState.ExitCode(); code < 0 {
+			return true, exitError{125}
+		}
+		return true, nil
+	}
+	return true, err
+}
+
+const stageStore = "store"
+
+var ctl *userns.Conn
+
+func storeCtl() *userns.Conn {
+	if ctl == nil {
+		ctl = userns.Enter()
+	}
+	return ctl
+}
+
+func mapping() idmap.Mapping { return idmap.Choose(idmap.CurrentCaller()) }
+
+func cmdVersion(g *globals, args []string) error {
+	fs := newFlags("version")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	fmt.Printf("unroot version %s\n", version)
+	return nil
+}
+
+var bg = context.Background()
+
+func joinArgs(a []string) string { return strings.Join(a, " ") }

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/docker/go-units"
+	flag "github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
+	"github.com/unroot/unroot/container"
+	"github.com/unroot/unroot/idmap"
+	"github.com/unroot/unroot/image"
+)
+
+// registryFlags are Podman's spellings for registry access.
+type registryFlags struct {
+	tlsVerify bool
+	o         image.RegistryOptions
+}
+
+func (r *registryFlags) add(fs *flag.FlagSet) {
+	fs.BoolVar(&r.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates when contacting registries")
+	fs.StringVar(&r.o.CertDir, "cert-dir", "", "use certificates (*.crt, *.cert, *.key) at DIR to connect to the registry")
+	fs.StringVar(&r.o.Creds, "creds", "", "`USERNAME:PASSWORD` to access the registry")
+	fs.StringVar(&r.o.AuthFile, "authfile", "", "path of the authentication file")
+}
+
+func (r *registryFlags) options(fs *flag.FlagSet) image.RegistryOptions {
+	o := r.o
+	if fs.Changed("tls-verify") {
+		v := r.tlsVerify
+		o.TLSVerify = &v
+	}
+	return o
+}
+
+func cmdRun(g *globals, args []string) error {
+	fs := newFlags("run")
+	fs.SetInterspersed(false)
+	var (
+		reg                       registryFlags
+		s                         container.Spec
+		entrypoint, network, pull string
+		capAdd, capDrop           []string
+	)
+	reg.add(fs)
+	fs.BoolVar(&s.Remove, "rm", false, "remove the container when it exits")
+	fs.BoolVarP(&s.Stdin, "interactive", "i", false, "keep STDIN open")
+	fs.BoolVarP(&s.Tty, "tty", "t", false, "allocate a pseudo-TTY")
+	fs.StringArrayVarP(&s.Env, "env", "e", nil, "set environment variables (KEY=VALUE, or KEY to pass the host's value)")
+	fs.StringVarP(&s.Workdir, "workdir", "w", "", "working directory inside the container")
+	fs.StringVar(&entrypoint, "entrypoint", "", "overwrite the default ENTRYPOINT of the image")
+	fs.StringVarP(&s.User, "user", "u", "", "user name or UID, optionally with group (USER[:GROUP])")
+	fs.StringVarP(&s.Hostname, "hostname", "h", "", "container host name")
+	fs.StringVar(&s.Name, "name", "", "assign a name to the container")
+	fs.StringVar(&network, "net", "", "network mode: none or host")
+	fs.StringVar(&network, "network", "", "network mode (same as --net)")
+	fs.StringVar(&pull, "pull", "missing", "pull the image: always, missing or never")
+	fs.BoolVarP(&s.Quiet, "quiet", "q", false, "suppress pull progress")
+	fs.StringSliceVar(&capAdd, "cap-add", nil, "add Linux capabilities")
+	fs.StringSliceVar(&capDrop, "cap-drop", nil, "drop Linux capabilities")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 {
+		return usageError{"run", fmt.Errorf("requires at least 1 argument: IMAGE")}
+	}
+	switch network {
+	case "", "none":
+		network = "none"
+	case "host":
+	default:
+		return usageError{"run", fmt.Errorf("--net=%s is not supported yet: use none or host", network)}
+	}
+	switch pull {
+	case "always", "missing", "never":
+	default:
+		return usageError{"run", fmt.Errorf("--pull must be always, missing or never, not %q", pull)}
+	}
+	if fs.Changed("entrypoint") {
+		s.Entrypoint = &entrypoint
+	}
+	// -e KEY passes the host's value, as in Docker.
+	for i, e := range s.Env {
+		if !strings.Contains(e, "=") {
+			if v, ok := os.LookupEnv(e); ok {
+				s.Env[i] = e + "=" + v
+			}
+		}
+	}
+	if _, err := container.Capabilities(capAdd, capDrop); err != nil {
+		return usageError{"run", err}
+	}
+	s.CapAdd, s.CapDrop = capAdd, capDrop
+	s.Image = fs.Arg(0)
+	s.Cmd = fs.Args()[1:]
+	s.Net = network
+	s.Pull = pull
+	s.Registry = reg.options(fs)
+	s.ID = container.NewID()
+	s.Store = g.store
+	s.RunDir = g.paths.Run
+	if err := image.EnsureRunDir(g.paths.Run); err != nil {
+		return err
+	}
+	s.Mapping = mapping()
+	code, err := container.Run(bg, &s)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return exitError{code}
+	}
+	return nil
+}
+
+func cmdPull(g *globals, args []string) error {
+	fs := newFlags("pull")
+	var reg registryFlags
+	reg.add(fs)
+	quiet := fs.BoolP("quiet", "q", false, "suppress progress output")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"pull", fmt.Errorf("requires exactly 1 argument: IMAGE")}
+	}
+	if _, err := image.Normalize(fs.Arg(0)); err != nil {
+		return usageError{"pull", err}
+	}
+	if done, err := inUserNS(g); done {
+		return err
+	}
+	store, err := image.Open(g.store)
+	if err != nil {
+		return err
+	}
+	defer store.Shutdown(false)
+	progress := io.Writer(os.Stderr)
+	if *quiet {
+		progress = nil
+	}
+	img, err := image.Pull(bg, store, fs.Arg(0), reg.options(fs), progress)
+	if err != nil {
+		return err
+	}
+	fmt.Println(img.ID)
+	return nil
+}
+
+func cmdImages(g *globals, args []string) error {
+	fs := newFlags("images")
+	quiet := fs.BoolP("quiet", "q", false, "show only image IDs")
+	noTrunc := fs.Bool("no-trunc", false, "do not truncate IDs")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if done, err := inUserNS(g); done {
+		return err
+	}
+	store, err := image.Open(g.store)
+	if err != nil {
+		return err
+	}
+	defer store.Shutdown(false)
+	list, err := image.List(store)
+	if err != nil {
+		return err
+	}
+	if *quiet {
+		seen := map[string]bool{}
+		for _, s := range list {
+			id := s.ID
+			if !*noTrunc {
+				id = image.ShortID(id)
+			}
+			if !seen[id] {
+				seen[id] = true
+				fmt.Println(id)
+			}
+		}
+		return nil
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(w, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
+	for _, s := range list {
+		id := s.ID
+		if !*noTrunc {
+			id = image.ShortID(id)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", s.Repository, s.Tag, id,
+			units.HumanDuration(time.Since(time.Unix(s.Created, 0)))+" ago", units.HumanSizeWithPrecision(float64(s.Size), 3))
+	}
+	return w.Flush()
+}
+
+func cmdRmi(g *globals, args []string) error {
+	fs := newFlags("rmi")
+	force := fs.BoolP("force", "f", false, "remove containers using the image too")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 {
+		return usageError{"rmi", fmt.Errorf("requires at least 1 argument: IMAGE")}
+	}
+	if done, err := inUserNS(g); done {
+		return err
+	}
+	store, err := image.Open(g.store)
+	if err != nil {
+		return err
+	}
+	defer store.Shutdown(false)
+	failed := false
+	for _, name := range fs.Args() {
+		untagged, deleted, err := image.Remove(store, name, *force)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "unroot: %v\n", err)
+			failed = true
+			continue
+		}
+		for _, u := range untagged {
+			fmt.Printf("Untagged: %s\n", u)
+		}
+		if deleted != "" {
+			fmt.Printf("Deleted: %s\n", deleted)
+		}
+	}
+	if failed {
+		return exitError{1}
+	}
+	return nil
+}
+
+func cmdLogin(g *globals, args []string) error {
+	fs := newFlags("login")
+	var reg registryFlags
+	reg.add(fs)
+	user := fs.StringP("username", "u", "", "username")
+	pass := fs.StringP("password", "p", "", "password")
+	passStdin := fs.Bool("password-stdin", false, "read the password from stdin")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"login", fmt.Errorf("requires exactly 1 argument: REGISTRY")}
+	}
+	if *passStdin {
+		b, err := readAll(os.Stdin)
+		if err != nil {
+			return err
+		}
+		*pass = strings.TrimRight(string(b), "\r\n")
+	}
+	if *user == "" || *pass == "" {
+		return usageError{"login", fmt.Errorf("give --username and --password (or --password-stdin)")}
+	}
+	path, err := image.Login(bg, fs.Arg(0), reg.options(fs), *user, *pass)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("Login Succeeded! (credentials stored in %s)\n", path)
+	return nil
+}
+
+func cmdInfo(g *globals, args []string) error {
+	fs := newFlags("info")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	m := mapping()
+	fmt.Printf("unroot version: %s\n", version)
+	fmt.Printf("kernel: %s\n", unix.ByteSliceToString(uts.Release[:]))
+	fmt.Printf("user: uid %d, gid %d\n", os.Getuid(), os.Getgid())
+	fmt.Printf("id mapping: %s (%s)\n", m.Kind, m.Reason)
+	fmt.Printf("  uid_map: %s\n", strings.ReplaceAll(strings.TrimSpace(idmap.Format(m.UIDs)), "\n", "; "))
+	fmt.Printf("  gid_map: %s\n", strings.ReplaceAll(strings.TrimSpace(idmap.Format(m.GIDs)), "\n", "; "))
+	for _, h := range []string{"newuidmap", "newgidmap"} {
+		fmt.Printf("%s: %s\n", h, helperState(h))
+	}
+	fmt.Printf("storage: driver %s, root %s\n", g.store.Driver, g.store.GraphRoot)
+	fmt.Printf("run directory: %s\n", g.paths.Run)
+	fmt.Printf("network: none (default), host\n")
+	for _, s := range []string{"user/max_user_namespaces", "kernel/unprivileged_userns_clone", "kernel/apparmor_restrict_unprivileged_userns"} {
+		if b, err := os.ReadFile("/proc/sys/" + s); err == nil {
+			fmt.Printf("sysctl %s: %s\n", strings.ReplaceAll(s, "/", "."), strings.TrimSpace(string(b)))
+		}
+	}
+	return nil
+}
+
+func helperState(name string) string {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "not found (install the uidmap package)"
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return p
+	}
+	if st.Mode()&os.ModeSetuid != 0 {
+		return p + " (setuid)"
+	}
+	return p + " (not setuid: needs file capabilities)"
+}
+
+func readAll(f *os.File) ([]byte, error) {
+	var b []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := f.Read(buf)
+		b = append(b, buf[:n]...)
+		if err != nil {
+			return b, nil
+		}
+	}
+}

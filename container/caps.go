@@ -1,0 +1,121 @@
+package container
+
+import (
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultCaps is Docker's default capability set.
+var DefaultCaps = []string{
+	"CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID",
+	"SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL",
+	"AUDIT_WRITE",
+}
+
+var capNumbers = map[string]int{
+	"CHOWN": unix.CAP_CHOWN, "DAC_OVERRIDE": unix.CAP_DAC_OVERRIDE, "DAC_READ_SEARCH": unix.CAP_DAC_READ_SEARCH,
+	"FOWNER": unix.CAP_FOWNER, "FSETID": unix.CAP_FSETID, "KILL": unix.CAP_KILL, "SETGID": unix.CAP_SETGID,
+	"SETUID": unix.CAP_SETUID, "SETPCAP": unix.CAP_SETPCAP, "LINUX_IMMUTABLE": unix.CAP_LINUX_IMMUTABLE,
+	"NET_BIND_SERVICE": unix.CAP_NET_BIND_SERVICE, "NET_BROADCAST": unix.CAP_NET_BROADCAST,
+	"NET_ADMIN": unix.CAP_NET_ADMIN, "NET_RAW": unix.CAP_NET_RAW, "IPC_LOCK": unix.CAP_IPC_LOCK,
+	"IPC_OWNER": unix.CAP_IPC_OWNER, "SYS_MODULE": unix.CAP_SYS_MODULE, "SYS_RAWIO": unix.CAP_SYS_RAWIO,
+	"SYS_CHROOT": unix.CAP_SYS_CHROOT, "SYS_PTRACE": unix.CAP_SYS_PTRACE, "SYS_PACCT": unix.CAP_SYS_PACCT,
+	"SYS_ADMIN": unix.CAP_SYS_ADMIN, "SYS_BOOT": unix.CAP_SYS_BOOT, "SYS_NICE": unix.CAP_SYS_NICE,
+	"SYS_RESOURCE": unix.CAP_SYS_RESOURCE, "SYS_TIME": unix.CAP_SYS_TIME, "SYS_TTY_CONFIG": unix.CAP_SYS_TTY_CONFIG,
+	"MKNOD": unix.CAP_MKNOD, "LEASE": unix.CAP_LEASE, "AUDIT_WRITE": unix.CAP_AUDIT_WRITE,
+	"AUDIT_CONTROL": unix.CAP_AUDIT_CONTROL, "SETFCAP": unix.CAP_SETFCAP, "MAC_OVERRIDE": unix.CAP_MAC_OVERRIDE,
+	"MAC_ADMIN": unix.CAP_MAC_ADMIN, "SYSLOG": unix.CAP_SYSLOG, "WAKE_ALARM": unix.CAP_WAKE_ALARM,
+	"BLOCK_SUSPEND": unix.CAP_BLOCK_SUSPEND, "AUDIT_READ": unix.CAP_AUDIT_READ, "PERFMON": unix.CAP_PERFMON,
+	"BPF": unix.CAP_BPF, "CHECKPOINT_RESTORE": unix.CAP_CHECKPOINT_RESTORE,
+}
+
+func canonCap(c string) (string, error) {
+	c = strings.TrimPrefix(strings.ToUpper(c), "CAP_")
+	if c == "ALL" {
+		return c, nil
+	}
+	if _, ok := capNumbers[c]; !ok {
+		return "", fmt.Errorf("unknown capability %q (names as in capabilities(7), e.g. NET_ADMIN or CAP_NET_ADMIN)", c)
+	}
+	return c, nil
+}
+
+// Capabilities applies --cap-add/--cap-drop to Docker's default set.
+func Capabilities(add, drop []string) ([]string, error) {
+	set := map[string]bool{}
+	for _, c := range DefaultCaps {
+		set[c] = true
+	}
+	for _, d := range drop {
+		c, err := canonCap(d)
+		if err != nil {
+			return nil, err
+		}
+		if c == "ALL" {
+			set = map[string]bool{}
+			continue
+		}
+		delete(set, c)
+	}
+	for _, a := range add {
+		c, err := canonCap(a)
+		if err != nil {
+			return nil, err
+		}
+		if c == "ALL" {
+			for k := range capNumbers {
+				set[k] = true
+			}
+			continue
+		}
+		set[c] = true
+	}
+	var out []string
+	for k := range capNumbers {
+		if set[k] {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// restrictCaps keeps only caps in the calling thread's permitted,
+// effective and inheritable sets (the bounding set is dropped earlier, by
+// dropBounding). Capabilities are per thread: the caller is locked to its OS
+// thread and execs from it, so a root process gets exactly caps.
+func restrictCaps(caps []string) error {
+	var data [2]unix.CapUserData
+	for _, c := range caps {
+		n := capNumbers[c]
+		data[n/32].Permitted |= 1 << uint(n%32)
+	}
+	for i := range data {
+		data[i].Effective, data[i].Inheritable = data[i].Permitted, data[i].Permitted
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("setting capabilities: %w", err)
+	}
+	// Ambient capabilities would survive into a non-root exec; Docker gives
+	// non-root processes none.
+	_ = unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+	return nil
+}
+
+func lastCap() int {
+	var b [8]byte
+	n, err := readFileInto("/proc/sys/kernel/cap_last_cap", b[:])
+	if err != nil {
+		return unix.CAP_LAST_CAP
+	}
+	v := 0
+	for _, ch := range b[:n] {
+		if ch < '0' || ch > '9' {
+			break
+		}
+		v = v*10 + int(ch-'0')
+	}
+	return v
+}

@@ -1,0 +1,211 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"go.podman.io/storage"
+	"golang.org/x/sys/unix"
+
+	"github.com/unroot/unroot/image"
+	"github.com/unroot/unroot/userns"
+)
+
+// StageMonitor is the stage name of the per-container monitor.
+const StageMonitor = "monitor"
+
+// Message is what the host side and the monitor tell each other.
+type Message struct {
+	Spec  *Spec  `json:"spec,omitempty"`
+	Event string `json:"event,omitempty"`
+	Pid   int    `json:"pid,omitempty"`
+}
+
+// MonitorMain runs as root in unroot's user namespace. It owns the store
+// for the container's lifetime: it creates and mounts the rootfs, starts
+// the container's init and waits for it, then unmounts and (with --rm)
+// removes the container. Its exit code is the container's.
+func MonitorMain() int {
+	ctl := userns.Enter()
+	var m Message
+	if err := ctl.Recv(&m); err != nil || m.Spec == nil {
+		return fail(ExitSetup, fmt.Errorf("reading the container spec: %v", err))
+	}
+	// Non-dumpable: processes in the container cannot open /proc/<us>/exe
+	// (the unroot binary) or our file descriptors (CVE-2019-5736 class).
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	code, err := monitor(m.Spec, ctl)
+	if err != nil {
+		return fail(code, err)
+	}
+	return code
+}
+
+func monitor(s *Spec, ctl *userns.Conn) (int, error) {
+	ctx := context.Background()
+	store, err := image.Open(s.Store)
+	if err != nil {
+		return ExitSetup, err
+	}
+	defer store.Shutdown(false)
+
+	img, err := image.Lookup(store, s.Image)
+	if errors.Is(err, image.ErrNotFound) && s.Pull != "never" || s.Pull == "always" {
+		var progress io.Writer
+		if !s.Quiet {
+			progress = os.Stderr
+		}
+		img, err = image.Pull(ctx, store, s.Image, s.Registry, progress)
+	}
+	if err != nil {
+		if errors.Is(err, image.ErrNotFound) {
+			err = fmt.Errorf("%w (and --pull=never): pull it first with unroot pull %s", err, s.Image)
+		}
+		return ExitSetup, err
+	}
+	cfg, err := image.Config(ctx, store, img)
+	if err != nil {
+		return ExitSetup, err
+	}
+	proc, err := Resolve(s, cfg)
+	if err != nil {
+		return ExitSetup, err
+	}
+	proc.SingleID = len(s.Mapping.UIDs) == 1 && s.Mapping.UIDs[0].Size == 1
+
+	var names []string
+	if s.Name != "" {
+		names = []string{s.Name}
+	}
+	ctr, err := store.CreateContainer(s.ID, names, img.ID, "", "", nil)
+	if err != nil {
+		if errors.Is(err, storage.ErrDuplicateName) {
+			return ExitSetup, fmt.Errorf("the container name %q is already in use: choose another --name or remove that container", s.Name)
+		}
+		return ExitSetup, fmt.Errorf("creating the container: %w", err)
+	}
+	removed := false
+	remove := func() {
+		if !removed {
+			removed = true
+			_, _ = store.Unmount(ctr.ID, true)
+			_ = store.DeleteContainer(ctr.ID)
+		}
+	}
+	if s.Remove {
+		defer remove()
+	}
+	rootfs, err := store.Mount(ctr.ID, "")
+	if err != nil {
+		remove()
+		return ExitSetup, fmt.Errorf("mounting the container's filesystem: %w", err)
+	}
+	if !s.Remove {
+		defer func() { _, _ = store.Unmount(ctr.ID, false) }()
+	}
+	proc.Rootfs = rootfs
+	runDir := filepath.Join(s.RunDir, "containers", s.ID)
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		return ExitSetup, err
+	}
+	defer os.RemoveAll(runDir)
+	if proc.EtcFiles, err = writeEtcFiles(runDir, proc, s); err != nil {
+		return ExitSetup, err
+	}
+	return runInit(s, proc, ctl)
+}
+
+// runInit starts the container's PID 1 in its own namespaces and waits
+// for it, forwarding signals.
+func runInit(s *Spec, proc *Process, ctl *userns.Conn) (int, error) {
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return ExitSetup, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return ExitSetup, err
+	}
+	cmd := exec.Command(self)
+	cmd.Args[0] = "unroot-init"
+	cmd.Env = []string{userns.EnvStage + "=" + StageInit}
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if s.Stdin {
+		cmd.Stdin = os.Stdin
+	} else if devnull, err := os.Open(os.DevNull); err == nil {
+		cmd.Stdin = devnull
+		defer devnull.Close()
+	}
+	cmd.ExtraFiles = []*os.File{specR}
+	if s.Tty {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, userns.ExtraFile(0, "pty-socket"))
+	}
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
+	if s.Net != "host" {
+		flags |= unix.CLONE_NEWNET
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: unix.SIGKILL}
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, forwarded...)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		specR.Close()
+		specW.Close()
+		return ExitSetup, fmt.Errorf("starting the container: %w", err)
+	}
+	specR.Close()
+	_ = ctl.Send(Message{Event: "started", Pid: cmd.Process.Pid})
+	if err := json.NewEncoder(specW).Encode(proc); err != nil {
+		_ = cmd.Process.Kill()
+	}
+	specW.Close()
+
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case sig := <-sigs:
+				if s.SignalsFromTTY && isTTYSignal(sig) {
+					continue
+				}
+				_ = cmd.Process.Signal(sig)
+			case <-done:
+				return
+			}
+		}
+	}()
+	err = cmd.Wait()
+	close(done)
+	return exitCode(cmd.ProcessState, err), nil
+}
+
+// forwarded are the signals passed on to the container; SIGCHLD, SIGPIPE,
+// SIGURG (the Go scheduler's) and SIGWINCH (handled with the terminal) are not.
+var forwarded = []os.Signal{
+	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
+	unix.SIGALRM, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGPWR,
+	unix.SIGVTALRM, unix.SIGPROF, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGSYS, unix.SIGTRAP,
+}
+
+func isTTYSignal(sig os.Signal) bool {
+	return sig == unix.SIGINT || sig == unix.SIGQUIT || sig == unix.SIGTSTP
+}
+
+// exitCode is Docker's: the process's code, or 128+N for signal N.
+func exitCode(st *os.ProcessState, err error) int {
+	if st == nil {
+		return ExitSetup
+	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return st.ExitCode()
+}

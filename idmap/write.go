@@ -1,0 +1,79 @@
+package idmap
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+)
+
+// Write installs m for the process pid, which must be in a fresh user
+// namespace created by the caller. A subordinate mapping goes through the
+// setuid helpers newuidmap/newgidmap; a single-id mapping is written
+// directly, which the kernel allows for one's own id.
+func Write(pid int, m Mapping) error {
+	if m.Kind == KindSingle {
+		return writeSingle(pid, m)
+	}
+	if err := runHelper("newuidmap", pid, m.UIDs); err != nil {
+		return err
+	}
+	return runHelper("newgidmap", pid, m.GIDs)
+}
+
+func writeSingle(pid int, m Mapping) error {
+	p := "/proc/" + strconv.Itoa(pid)
+	if err := os.WriteFile(p+"/uid_map", []byte(Format(m.UIDs)), 0); err != nil {
+		return fmt.Errorf("writing uid_map: %w", err)
+	}
+	// Without a helper the kernel demands setgroups be denied before an
+	// unprivileged process may write gid_map.
+	if err := os.WriteFile(p+"/setgroups", []byte("deny"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("writing setgroups: %w", err)
+	}
+	if err := os.WriteFile(p+"/gid_map", []byte(Format(m.GIDs)), 0); err != nil {
+		return fmt.Errorf("writing gid_map: %w", err)
+	}
+	return nil
+}
+
+// HelperError is a failed newuidmap/newgidmap, with the fix.
+type HelperError struct {
+	Helper string
+	Output string
+	Err    error
+}
+
+func (e *HelperError) Error() string {
+	var fix string
+	switch {
+	case errors.Is(e.Err, exec.ErrNotFound):
+		fix = fmt.Sprintf("%s is not installed or not in PATH: install the package `uidmap` (Debian/Ubuntu: sudo apt-get install uidmap; Fedora/RHEL: sudo dnf install shadow-utils)", e.Helper)
+	case strings.Contains(e.Output, "Operation not permitted") || strings.Contains(e.Output, "write to uid_map failed") || strings.Contains(e.Output, "write to gid_map failed"):
+		fix = fmt.Sprintf("%s could not write the mapping: it must be setuid root or have file capabilities (sudo chmod u+s $(command -v %s), or sudo setcap cap_setuid+ep for newuidmap / cap_setgid+ep for newgidmap), and your ranges in /etc/subuid and /etc/subgid must not overlap another user's", e.Helper, e.Helper)
+	default:
+		fix = "check your ranges in /etc/subuid and /etc/subgid (unroot info shows the mapping in use)"
+	}
+	out := strings.TrimSpace(e.Output)
+	if out != "" {
+		out = ": " + out
+	}
+	return fmt.Sprintf("%s failed (%v)%s\n  fix: %s", e.Helper, e.Err, out, fix)
+}
+
+func (e *HelperError) Unwrap() error { return e.Err }
+
+func runHelper(name string, pid int, m []Range) error {
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return &HelperError{Helper: name, Err: exec.ErrNotFound}
+	}
+	args := append([]string{strconv.Itoa(pid)}, Args(m)...)
+	out, err := exec.Command(path, args...).CombinedOutput()
+	if err != nil {
+		return &HelperError{Helper: name, Output: string(out), Err: err}
+	}
+	return nil
+}

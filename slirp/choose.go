@@ -1,0 +1,103 @@
+package slirp
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+
+	rkslirp "github.com/rootless-containers/rootlesskit/v3/pkg/network/slirp4netns"
+)
+
+// Driver names a user-mode network stack.
+type Driver string
+
+const (
+	// DriverPasta is pasta from the passt project (helper binary, apt: passt).
+	DriverPasta Driver = "pasta"
+	// DriverSlirp4netns is slirp4netns (helper binary, apt: slirp4netns).
+	DriverSlirp4netns Driver = "slirp4netns"
+	// DriverGvisor is gvisor-tap-vsock, embedded in this binary (no helper).
+	DriverGvisor Driver = "gvisor"
+)
+
+// pastaMinDate is the oldest passt release RootlessKit's pasta driver works
+// with (older ones stay in the foreground when not started from a TTY).
+const pastaMinDate = 20230625
+
+// Choose resolves a --network mode to a driver. mode is "auto" (or ""),
+// "pasta", "slirp4netns" or "gvisor" ("gvisor-tap-vsock" is accepted too).
+//
+// auto: pasta if installed and new enough, else slirp4netns if installed,
+// else the embedded gvisor-tap-vsock. reason says why, for --debug output.
+// A forced helper that is missing (or unusable) is an error naming the
+// apt package to install.
+func Choose(mode string) (Driver, string, error) {
+	switch mode {
+	case "", "auto":
+		var why []string
+		if err := checkPasta(); err == nil {
+			return DriverPasta, "auto: pasta is installed", nil
+		} else {
+			why = append(why, err.Error())
+		}
+		if err := checkSlirp4netns(); err == nil {
+			return DriverSlirp4netns, "auto: " + strings.Join(why, "; ") + "; using slirp4netns", nil
+		} else {
+			why = append(why, err.Error())
+		}
+		return DriverGvisor, "auto: " + strings.Join(why, "; ") + "; using the embedded gvisor-tap-vsock", nil
+	case "pasta":
+		if err := checkPasta(); err != nil {
+			return "", "", fmt.Errorf("network mode pasta: %w", err)
+		}
+		return DriverPasta, "forced by --network=pasta", nil
+	case "slirp4netns":
+		if err := checkSlirp4netns(); err != nil {
+			return "", "", fmt.Errorf("network mode slirp4netns: %w", err)
+		}
+		return DriverSlirp4netns, "forced by --network=slirp4netns", nil
+	case "gvisor", "gvisor-tap-vsock":
+		return DriverGvisor, "forced by --network=" + mode, nil
+	default:
+		return "", "", fmt.Errorf("unknown network mode %q (want auto, pasta, slirp4netns, gvisor, host or none)", mode)
+	}
+}
+
+func checkSlirp4netns() error {
+	if _, err := exec.LookPath("slirp4netns"); err != nil {
+		return errors.New("slirp4netns is not installed (apt-get install slirp4netns)")
+	}
+	if _, err := rkslirp.DetectFeatures("slirp4netns"); err != nil {
+		return fmt.Errorf("slirp4netns is unusable: %v (apt-get install slirp4netns, v0.4.0 or later)", err)
+	}
+	return nil
+}
+
+var pastaDateRE = regexp.MustCompile(`(20[0-9]{2})[_.-]?([01][0-9])[_.-]?([0-3][0-9])`)
+
+func checkPasta() error {
+	bin, err := exec.LookPath("pasta")
+	if err != nil {
+		return errors.New("pasta is not installed (apt-get install passt)")
+	}
+	out, _ := exec.Command(bin, "--version").CombinedOutput()
+	first, _, _ := strings.Cut(string(out), "\n")
+	if m := pastaDateRE.FindStringSubmatch(first); m != nil {
+		d, _ := strconv.Atoi(m[1] + m[2] + m[3])
+		if d < pastaMinDate {
+			return fmt.Errorf("pasta is too old (%q; need passt 2023_06_25 or later: upgrade the passt package)", strings.TrimSpace(first))
+		}
+		return nil
+	}
+	// No date in the version (Debian 12 prints "pasta unknown version").
+	// Releases before 2023_06_25 stay in the foreground unless started from
+	// a TTY, which RootlessKit's driver cannot handle; their --help says so.
+	help, _ := exec.Command(bin, "--help").CombinedOutput()
+	if strings.Contains(string(help), "background if started from a TTY") {
+		return fmt.Errorf("pasta is too old (%q; need passt 2023_06_25 or later: upgrade the passt package)", strings.TrimSpace(first))
+	}
+	return nil
+}

@@ -1,0 +1,163 @@
+// Package userns creates the user namespace unroot works in: the parent
+// re-executes the unroot binary into new namespaces, writes the child's id
+// mapping from outside, and only then lets the child go on. It follows
+// RootlessKit's parent/child split: Start is the parent half, Enter the
+// child half.
+package userns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/unroot/unroot/idmap"
+)
+
+// EnvStage marks a process that was re-executed by Start; its value is
+// the stage name. The child half must check it before doing anything else.
+const EnvStage = "_UNROOT_STAGE"
+
+// ctlFD is where the child finds its control socket.
+const ctlFD = 3
+
+// Options for Start.
+type Options struct {
+	Stage      string   // value of EnvStage in the child
+	Args       []string // argv[1:] of the child
+	Env        []string // environment; nil = inherit
+	Cloneflags uintptr  // in addition to CLONE_NEWUSER
+	Mapping    idmap.Mapping
+	Stdin      *os.File
+	Stdout     *os.File
+	Stderr     *os.File
+	ExtraFiles []*os.File // appear in the child from fd 4 on
+	Setpgid    bool
+}
+
+// Child is a process started in a new user namespace, mapped and released.
+type Child struct {
+	Cmd *exec.Cmd
+	Ctl *Conn // the parent's end of the control socket
+}
+
+// Start re-executes the running binary in a new user namespace (plus
+// Cloneflags), writes its mapping and returns with the child waiting for a
+// first message on its control socket.
+func Start(o Options) (*Child, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding the unroot binary: %w", err)
+	}
+	parentEnd, childEnd, err := SocketPair()
+	if err != nil {
+		return nil, err
+	}
+	defer childEnd.Close()
+
+	cmd := exec.Command(self, o.Args...)
+	cmd.Args[0] = "unroot"
+	env := o.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	// containers/image and containers/storage pick per-user paths (auth,
+	// certs.d, sigstore) from these, as they do under Podman.
+	cmd.Env = append(env, EnvStage+"="+o.Stage,
+		"_CONTAINERS_USERNS_CONFIGURED=done",
+		fmt.Sprintf("_CONTAINERS_ROOTLESS_UID=%d", os.Getuid()),
+		fmt.Sprintf("_CONTAINERS_ROOTLESS_GID=%d", os.Getgid()))
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
+	cmd.ExtraFiles = append([]*os.File{childEnd}, o.ExtraFiles...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: unix.CLONE_NEWUSER | o.Cloneflags,
+		Setpgid:    o.Setpgid,
+		// The child must not outlive an unroot killed with SIGKILL.
+		Pdeathsig: unix.SIGKILL,
+	}
+	if err := cmd.Start(); err != nil {
+		parentEnd.Close()
+		return nil, Diagnose(err)
+	}
+	ctl := NewConn(parentEnd)
+	if err := idmap.Write(cmd.Process.Pid, o.Mapping); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		ctl.Close()
+		return nil, err
+	}
+	if _, err := parentEnd.Write([]byte{'M'}); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		ctl.Close()
+		return nil, fmt.Errorf("releasing the user namespace: %w", err)
+	}
+	return &Child{Cmd: cmd, Ctl: ctl}, nil
+}
+
+// envMapped marks the second life of a child, after its mapping.
+const envMapped = "_UNROOT_MAPPED"
+
+// Enter is the child half. The first time, it waits for the parent's
+// signal that the mapping is written and re-executes the binary: a process
+// exec'd before its uid_map existed has no capabilities in its namespace,
+// and only a new execve as uid 0 grants them (RootlessKit does the same).
+// The PID, and so the parent's view of us, stays the same.
+func Enter() *Conn {
+	f := os.NewFile(ctlFD, "ctl")
+	if os.Getenv(envMapped) == "" {
+		var b [1]byte
+		if n, err := f.Read(b[:]); n != 1 || err != nil {
+			fmt.Fprintln(os.Stderr, "unroot: the parent process went away before mapping the user namespace")
+			os.Exit(125)
+		}
+		self, err := os.Executable()
+		if err == nil {
+			err = syscall.Exec(self, os.Args, append(os.Environ(), envMapped+"=1"))
+		}
+		fmt.Fprintf(os.Stderr, "unroot: re-executing in the user namespace: %v\n", err)
+		os.Exit(125)
+	}
+	return NewConn(f)
+}
+
+// Stage returns the stage this process was started as, "" for a process
+// the user started.
+func Stage() string { return os.Getenv(EnvStage) }
+
+// ExtraFile returns the n-th extra file passed with Options.ExtraFiles.
+func ExtraFile(n int, name string) *os.File { return os.NewFile(uintptr(ctlFD+1+n), name) }
+
+// Diagnose turns a failure to create a user namespace into an error that
+// says why and what to do.
+func Diagnose(err error) error {
+	if !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.ENOSPC) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("creating the user namespace: %w", err)
+	}
+	var hints []string
+	if v := readSysctl("user/max_user_namespaces"); v == "0" {
+		hints = append(hints, "user namespaces are disabled (user.max_user_namespaces = 0): an admin must run `sudo sysctl -w user.max_user_namespaces=28633` (and persist it in /etc/sysctl.d/)")
+	}
+	if v := readSysctl("kernel/unprivileged_userns_clone"); v == "0" {
+		hints = append(hints, "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0): an admin must run `sudo sysctl -w kernel.unprivileged_userns_clone=1`")
+	}
+	if v := readSysctl("kernel/apparmor_restrict_unprivileged_userns"); v == "1" {
+		hints = append(hints, "AppArmor restricts unprivileged user namespaces (Ubuntu 23.10+): install the profile from contrib/apparmor/ for this binary, or `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`")
+	}
+	if len(hints) == 0 {
+		hints = append(hints, "the kernel refused a new user namespace; if unroot runs inside a container, that container must allow nested user namespaces (e.g. Docker's default seccomp profile blocks them: run it with --security-opt seccomp=unconfined)")
+	}
+	return fmt.Errorf("creating the user namespace: %w\n  fix: %s", err, strings.Join(hints, "\n  fix: "))
+}
+
+func readSysctl(name string) string {
+	b, err := os.ReadFile("/proc/sys/" + name)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
