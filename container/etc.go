@@ -6,17 +6,35 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/unroot/unroot/slirp"
 )
 
 // writeEtcFiles writes the container's /etc/hosts, /etc/hostname and
 // /etc/resolv.conf into runDir; init bind-mounts them over the image's.
-func writeEtcFiles(runDir string, p *Process, s *Spec) (map[string]string, error) {
-	hosts := "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-	hosts += fmt.Sprintf("127.0.1.1\t%s\n", p.Hostname)
+func writeEtcFiles(runDir string, p *Process, s *Spec, net *slirp.ChildConfig) (map[string]string, error) {
+	var hosts, resolv string
+	if net != nil {
+		hosts, resolv = string(net.Hosts(p.Hostname)), string(net.ResolvConf())
+	} else {
+		hosts = "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+		hosts += fmt.Sprintf("127.0.1.1\t%s\n", p.Hostname)
+		resolv = resolvConf(s.Net)
+		if len(s.DNS) > 0 {
+			resolv = ""
+			for _, d := range s.DNS {
+				resolv += "nameserver " + d + "\n"
+			}
+		}
+	}
+	for _, h := range s.AddHosts {
+		name, ip, _ := strings.Cut(h, ":")
+		hosts += ip + "\t" + name + "\n"
+	}
 	files := map[string]string{
 		"/etc/hostname":    p.Hostname + "\n",
 		"/etc/hosts":       hosts,
-		"/etc/resolv.conf": resolvConf(s.Net),
+		"/etc/resolv.conf": resolv,
 	}
 	out := map[string]string{}
 	for ctrPath, content := range files {

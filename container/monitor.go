@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/unroot/unroot/image"
+	"github.com/unroot/unroot/slirp"
 	"github.com/unroot/unroot/userns"
 )
 
@@ -24,9 +24,10 @@ const StageMonitor = "monitor"
 
 // Message is what the host side and the monitor tell each other.
 type Message struct {
-	Spec  *Spec  `json:"spec,omitempty"`
-	Event string `json:"event,omitempty"`
-	Pid   int    `json:"pid,omitempty"`
+	Spec  *Spec              `json:"spec,omitempty"`
+	Net   *slirp.ChildConfig `json:"net,omitempty"`
+	Event string             `json:"event,omitempty"`
+	Pid   int                `json:"pid,omitempty"`
 }
 
 // MonitorMain runs as root in unroot's user namespace. It owns the store
@@ -43,6 +44,9 @@ func MonitorMain() int {
 	// (the unroot binary) or our file descriptors (CVE-2019-5736 class).
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	code, err := monitor(m.Spec, ctl)
+	if errors.Is(err, errNeedPull) {
+		return ExitSetup
+	}
 	if err != nil {
 		return fail(code, err)
 	}
@@ -57,19 +61,36 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	}
 	defer store.Shutdown(false)
 
+	// Pulls happen in a stage of their own, with the host's network: this
+	// process may already be in the container's network namespace.
 	img, err := image.Lookup(store, s.Image)
-	if errors.Is(err, image.ErrNotFound) && s.Pull != "never" || s.Pull == "always" {
-		var progress io.Writer
-		if !s.Quiet {
-			progress = os.Stderr
-		}
-		img, err = image.Pull(ctx, store, s.Image, s.Registry, progress)
+	if errors.Is(err, image.ErrNotFound) && s.Pull != "never" {
+		_ = ctl.Send(Message{Event: EventNeedPull})
+		return ExitSetup, errNeedPull
 	}
 	if err != nil {
 		if errors.Is(err, image.ErrNotFound) {
 			err = fmt.Errorf("%w (and --pull=never): pull it first with unroot pull %s", err, s.Image)
 		}
 		return ExitSetup, err
+	}
+	var netCfg *slirp.ChildConfig
+	if err := ctl.Send(Message{Event: EventReady}); err != nil {
+		return ExitSetup, err
+	}
+	if s.UserModeNet() {
+		var m Message
+		if err := ctl.Recv(&m); err != nil || m.Net == nil {
+			return ExitSetup, fmt.Errorf("waiting for the network: %v", err)
+		}
+		if err := slirp.ConfigureChild(*m.Net); err != nil {
+			return ExitSetup, err
+		}
+		netCfg = m.Net
+	} else if s.Net == "none" {
+		if err := loopbackUp(); err != nil {
+			return ExitSetup, err
+		}
 	}
 	cfg, err := image.Config(ctx, store, img)
 	if err != nil {
@@ -117,7 +138,7 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 		return ExitSetup, err
 	}
 	defer os.RemoveAll(runDir)
-	if proc.EtcFiles, err = writeEtcFiles(runDir, proc, s); err != nil {
+	if proc.EtcFiles, err = writeEtcFiles(runDir, proc, s, netCfg); err != nil {
 		return ExitSetup, err
 	}
 	return runInit(s, proc, ctl)
@@ -148,10 +169,9 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn) (int, error) {
 	if s.Tty {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, userns.ExtraFile(0, "pty-socket"))
 	}
+	// The network namespace is the monitor's own (made by the host side),
+	// where the user-mode network is already configured.
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
-	if s.Net != "host" {
-		flags |= unix.CLONE_NEWNET
-	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: unix.SIGKILL}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwarded...)
@@ -162,7 +182,7 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn) (int, error) {
 		return ExitSetup, fmt.Errorf("starting the container: %w", err)
 	}
 	specR.Close()
-	_ = ctl.Send(Message{Event: "started", Pid: cmd.Process.Pid})
+	_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid})
 	if err := json.NewEncoder(specW).Encode(proc); err != nil {
 		_ = cmd.Process.Kill()
 	}
@@ -185,6 +205,36 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn) (int, error) {
 	err = cmd.Wait()
 	close(done)
 	return exitCode(cmd.ProcessState, err), nil
+}
+
+// Events the monitor reports to the host side.
+const (
+	EventNeedPull = "need-pull" // the image is missing: pull, then start again
+	EventReady    = "ready"     // the image is there: set up the network now
+	EventStarted  = "started"
+)
+
+var errNeedPull = errors.New("image must be pulled first")
+
+// loopbackUp brings up lo in a network namespace of our own (--net=none).
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("reading lo's flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bringing lo up: %w", err)
+	}
+	return nil
 }
 
 // forwarded are the signals passed on to the container; SIGCHLD, SIGPIPE,

@@ -8,19 +8,63 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
+	"github.com/unroot/unroot/slirp"
 	"github.com/unroot/unroot/userns"
 )
 
+// ErrReported is an error whose message a stage already printed.
+var ErrReported = errors.New("error already reported")
+
 // Run is the host half of `unroot run`: it starts the monitor in a new
-// user namespace, relays signals and the terminal, and returns the
-// container's exit code.
+// user namespace, sets up the network, relays signals and the terminal, and
+// returns the container's exit code.
 func Run(ctx context.Context, s *Spec) (int, error) {
+	if s.Pull == "always" {
+		if err := pullStage(s); err != nil {
+			return ExitSetup, err
+		}
+	}
+	code, err := runOnce(ctx, s)
+	if errors.Is(err, errNeedPull) {
+		if err := pullStage(s); err != nil {
+			return ExitSetup, err
+		}
+		code, err = runOnce(ctx, s)
+	}
+	return code, err
+}
+
+// pullStage pulls s.Image as root in a user namespace of its own that
+// shares the host's network.
+func pullStage(s *Spec) error {
+	child, err := userns.Start(userns.Options{
+		Stage:      StagePull,
+		Cloneflags: unix.CLONE_NEWNS,
+		Mapping:    s.Mapping,
+		Stdin:      nil, Stdout: os.Stdout, Stderr: os.Stderr,
+	})
+	if err != nil {
+		return err
+	}
+	_ = child.Ctl.Send(Message{Spec: s})
+	err = child.Cmd.Wait()
+	child.Ctl.Close()
+	if err != nil {
+		return ErrReported
+	}
+	return nil
+}
+
+func runOnce(ctx context.Context, s *Spec) (int, error) {
 	stdinTTY := term.IsTerminal(int(os.Stdin.Fd()))
 	if s.Tty && s.Stdin && !stdinTTY {
 		return ExitSetup, errors.New("the input device is not a TTY: drop -t, or run from a terminal")
@@ -44,9 +88,13 @@ func Run(ctx context.Context, s *Spec) (int, error) {
 	signal.Notify(sigs, append(forwarded, unix.SIGWINCH)...)
 	defer signal.Stop(sigs)
 
+	flags := uintptr(unix.CLONE_NEWNS)
+	if s.Net != "host" {
+		flags |= unix.CLONE_NEWNET
+	}
 	child, err := userns.Start(userns.Options{
 		Stage:      StageMonitor,
-		Cloneflags: unix.CLONE_NEWNS,
+		Cloneflags: flags,
 		Mapping:    s.Mapping,
 		Stdin:      os.Stdin,
 		Stdout:     os.Stdout,
@@ -64,6 +112,15 @@ func Run(ctx context.Context, s *Spec) (int, error) {
 	}
 	if err := child.Ctl.Send(Message{Spec: s}); err != nil {
 		_ = child.Cmd.Process.Kill()
+	}
+	netHost, err := handshake(ctx, s, child)
+	if netHost != nil {
+		defer netHost.Close()
+	}
+	if err != nil {
+		_ = child.Cmd.Process.Kill()
+		_ = child.Cmd.Wait()
+		return ExitSetup, err
 	}
 
 	var restore func()
@@ -120,6 +177,9 @@ func Run(ctx context.Context, s *Spec) (int, error) {
 	err = child.Cmd.Wait()
 	close(waitDone)
 	child.Ctl.Close()
+	if needPull.Load() {
+		return ExitSetup, errNeedPull
+	}
 	if outDone != nil {
 		// The container's terminal is gone; drain what it wrote last.
 		select {
@@ -132,6 +192,52 @@ func Run(ctx context.Context, s *Spec) (int, error) {
 		return ExitSetup, fmt.Errorf("waiting for the container: %w", err)
 	}
 	return exitCode(child.Cmd.ProcessState, nil), nil
+}
+
+var needPull atomic.Bool
+
+// handshake waits for the monitor to find the image, then sets up the
+// container's network (which needs the monitor's pid and its mapping).
+func handshake(ctx context.Context, s *Spec, child *userns.Child) (*slirp.Host, error) {
+	var m Message
+	if err := child.Ctl.Recv(&m); err != nil {
+		return nil, nil // the monitor failed and said why; its exit code tells
+	}
+	switch m.Event {
+	case EventNeedPull:
+		needPull.Store(true)
+		return nil, nil
+	case EventReady:
+	default:
+		return nil, fmt.Errorf("unexpected message %q from the container monitor", m.Event)
+	}
+	if !s.UserModeNet() {
+		return nil, nil
+	}
+	// gvisor-tap-vsock reports the container's side going away as an
+	// error; for us that is the normal end of a container.
+	if logrus.GetLevel() < logrus.DebugLevel {
+		logrus.SetLevel(logrus.FatalLevel)
+	}
+	mode := s.Net
+	if mode == "auto" {
+		mode = ""
+	}
+	host, cfg, err := slirp.Setup(ctx, slirp.Options{
+		Mode:                mode,
+		Ports:               s.Publish,
+		MTU:                 s.MTU,
+		DisableHostLoopback: s.DisableHostLoopback,
+		StateDir:            filepath.Join(s.RunDir, "containers", s.ID),
+		DNS:                 s.DNS,
+	}, child.Cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	if err := child.Ctl.Send(Message{Net: &cfg}); err != nil {
+		return host, fmt.Errorf("sending the network setup: %w", err)
+	}
+	return host, nil
 }
 
 func resize(master *os.File) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/unroot/unroot/idmap"
 	"github.com/unroot/unroot/image"
+	"github.com/unroot/unroot/slirp"
 )
 
 // Spec is everything the monitor and init need to create a container.
@@ -29,19 +30,24 @@ type Spec struct {
 	Mapping  idmap.Mapping         `json:"mapping"`
 
 	// What the user asked for; merged with the image config by Resolve.
-	Cmd        []string `json:"cmd,omitempty"`
-	Entrypoint *string  `json:"entrypoint,omitempty"`
-	Env        []string `json:"env,omitempty"`
-	Workdir    string   `json:"workdir,omitempty"`
-	User       string   `json:"user,omitempty"`
-	Hostname   string   `json:"hostname,omitempty"`
-	Tty        bool     `json:"tty"`
-	Stdin      bool     `json:"stdin"`
-	Net        string   `json:"net"` // none|host
-	Remove     bool     `json:"remove"`
-	CapAdd     []string `json:"cap_add,omitempty"`
-	CapDrop    []string `json:"cap_drop,omitempty"`
-	Quiet      bool     `json:"quiet"`
+	Cmd                 []string         `json:"cmd,omitempty"`
+	Entrypoint          *string          `json:"entrypoint,omitempty"`
+	Env                 []string         `json:"env,omitempty"`
+	Workdir             string           `json:"workdir,omitempty"`
+	User                string           `json:"user,omitempty"`
+	Hostname            string           `json:"hostname,omitempty"`
+	Tty                 bool             `json:"tty"`
+	Stdin               bool             `json:"stdin"`
+	Net                 string           `json:"net"` // none|host|auto|pasta|slirp4netns|gvisor
+	Publish             []slirp.PortSpec `json:"publish,omitempty"`
+	DNS                 []string         `json:"dns,omitempty"`
+	AddHosts            []string         `json:"add_hosts,omitempty"` // host:ip
+	MTU                 int              `json:"mtu,omitempty"`
+	DisableHostLoopback bool             `json:"disable_host_loopback,omitempty"`
+	Remove              bool             `json:"remove"`
+	CapAdd              []string         `json:"cap_add,omitempty"`
+	CapDrop             []string         `json:"cap_drop,omitempty"`
+	Quiet               bool             `json:"quiet"`
 	// SignalsFromTTY: the user's terminal delivers INT/QUIT/TSTP to the
 	// monitor directly, so nobody must forward them a second time.
 	SignalsFromTTY bool `json:"signals_from_tty"`
@@ -62,6 +68,10 @@ type Process struct {
 	// SingleID: only one id is mapped; devpts must not ask for gid 5.
 	SingleID bool `json:"single_id"`
 }
+
+// UserModeNet says whether the container gets a user-mode network (and
+// so a network namespace wired to the host by package slirp).
+func (s *Spec) UserModeNet() bool { return s.Net != "none" && s.Net != "host" }
 
 // NewID returns a 64-hex-digit container id.
 func NewID() string {

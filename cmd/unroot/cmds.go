@@ -16,6 +16,7 @@ import (
 	"github.com/unroot/unroot/container"
 	"github.com/unroot/unroot/idmap"
 	"github.com/unroot/unroot/image"
+	"github.com/unroot/unroot/slirp"
 )
 
 // registryFlags are Podman's spellings for registry access.
@@ -59,8 +60,14 @@ func cmdRun(g *globals, args []string) error {
 	fs.StringVarP(&s.User, "user", "u", "", "user name or UID, optionally with group (USER[:GROUP])")
 	fs.StringVarP(&s.Hostname, "hostname", "h", "", "container host name")
 	fs.StringVar(&s.Name, "name", "", "assign a name to the container")
-	fs.StringVar(&network, "net", "", "network mode: none or host")
-	fs.StringVar(&network, "network", "", "network mode (same as --net)")
+	var publish []string
+	fs.StringVar(&network, "net", "auto", "network: auto (user-mode: pasta, slirp4netns or the built-in stack), pasta, slirp4netns, gvisor, none or host")
+	fs.StringVar(&network, "network", "auto", "network (same as --net)")
+	fs.StringArrayVarP(&publish, "publish", "p", nil, "publish a container's port to the host: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|/udp]")
+	fs.StringSliceVar(&s.DNS, "dns", nil, "set custom DNS servers")
+	fs.StringArrayVar(&s.AddHosts, "add-host", nil, "add a custom host-to-IP mapping (HOST:IP)")
+	fs.IntVar(&s.MTU, "mtu", 0, "MTU of the container's network interface (default 65520)")
+	fs.BoolVar(&s.DisableHostLoopback, "disable-host-loopback", false, "do not let the container reach the host's 127.0.0.1 (host.containers.internal)")
 	fs.StringVar(&pull, "pull", "missing", "pull the image: always, missing or never")
 	fs.BoolVarP(&s.Quiet, "quiet", "q", false, "suppress pull progress")
 	fs.StringSliceVar(&capAdd, "cap-add", nil, "add Linux capabilities")
@@ -72,11 +79,26 @@ func cmdRun(g *globals, args []string) error {
 		return usageError{"run", fmt.Errorf("requires at least 1 argument: IMAGE")}
 	}
 	switch network {
-	case "", "none":
-		network = "none"
-	case "host":
+	case "", "auto", "bridge", "default", "slirp", "private":
+		network = "auto"
+	case "none", "host", "pasta", "slirp4netns", "gvisor":
 	default:
-		return usageError{"run", fmt.Errorf("--net=%s is not supported yet: use none or host", network)}
+		return usageError{"run", fmt.Errorf("unknown network %q: use auto, pasta, slirp4netns, gvisor, none or host", network)}
+	}
+	for _, p := range publish {
+		ps, err := slirp.ParsePublish(p)
+		if err != nil {
+			return usageError{"run", err}
+		}
+		s.Publish = append(s.Publish, ps...)
+	}
+	if len(s.Publish) > 0 && (network == "none" || network == "host") {
+		return usageError{"run", fmt.Errorf("-p needs a user-mode network: with --net=%s there is nothing to publish through (with --net=host the container's ports already are the host's)", network)}
+	}
+	for _, h := range s.AddHosts {
+		if name, ip, ok := strings.Cut(h, ":"); !ok || name == "" || ip == "" {
+			return usageError{"run", fmt.Errorf("--add-host %q must be HOST:IP", h)}
+		}
 	}
 	switch pull {
 	case "always", "missing", "never":

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/sirupsen/logrus"
 	flag "github.com/spf13/pflag"
 	"go.podman.io/storage/pkg/reexec"
 
@@ -58,11 +59,16 @@ func main() {
 	if reexec.Init() {
 		return
 	}
+	if l, err := logrus.ParseLevel(os.Getenv("_UNROOT_LOG_LEVEL")); err == nil {
+		logrus.SetLevel(l)
+	}
 	switch userns.Stage() {
 	case container.StageInit:
 		os.Exit(container.InitMain())
 	case container.StageMonitor:
 		os.Exit(container.MonitorMain())
+	case container.StagePull:
+		os.Exit(container.PullMain())
 	}
 	os.Exit(realMain(os.Args[1:]))
 }
@@ -82,6 +88,7 @@ func realMain(args []string) int {
 	fs.StringVar(&g.root, "root", "", "storage root directory (default $XDG_DATA_HOME/unroot/storage)")
 	fs.StringVar(&g.runDir, "runroot", "", "run-time state directory (default $XDG_RUNTIME_DIR/unroot)")
 	showVersion := fs.BoolP("version", "v", false, "print the version and exit")
+	logLevel := fs.String("log-level", "warn", "log messages at or above this level: debug, info, warn, error")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -90,6 +97,13 @@ func realMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "unroot: %v\nSee 'unroot --help'.\n", err)
 		return 125
 	}
+	lvl, err := logrus.ParseLevel(*logLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "unroot: --log-level: %v\n", err)
+		return 125
+	}
+	logrus.SetLevel(lvl)
+	os.Setenv("_UNROOT_LOG_LEVEL", lvl.String())
 	if *showVersion {
 		fmt.Printf("unroot version %s\n", version)
 		return 0
@@ -119,6 +133,8 @@ func realMain(args []string) int {
 			return 0
 		case errors.Is(err, flag.ErrHelp):
 			return 0
+		case errors.Is(err, container.ErrReported):
+			return 125
 		case errors.As(err, &ee):
 			return ee.code
 		case errors.As(err, &ue):
