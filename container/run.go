@@ -113,7 +113,8 @@ func runOnce(ctx context.Context, s *Spec) (int, error) {
 	if err := child.Ctl.Send(Message{Spec: s}); err != nil {
 		_ = child.Cmd.Process.Kill()
 	}
-	netHost, err := handshake(ctx, s, child)
+	var needPull atomic.Bool
+	netHost, err := handshake(ctx, s, child, &needPull)
 	if netHost != nil {
 		defer netHost.Close()
 	}
@@ -194,11 +195,9 @@ func runOnce(ctx context.Context, s *Spec) (int, error) {
 	return exitCode(child.Cmd.ProcessState, nil), nil
 }
 
-var needPull atomic.Bool
-
 // handshake waits for the monitor to find the image, then sets up the
 // container's network (which needs the monitor's pid and its mapping).
-func handshake(ctx context.Context, s *Spec, child *userns.Child) (*slirp.Host, error) {
+func handshake(ctx context.Context, s *Spec, child *userns.Child, needPull *atomic.Bool) (*slirp.Host, error) {
 	var m Message
 	if err := child.Ctl.Recv(&m); err != nil {
 		return nil, nil // the monitor failed and said why; its exit code tells

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"go.podman.io/storage"
 	"go.podman.io/storage/types"
@@ -50,9 +51,18 @@ func DefaultPaths() Paths {
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && writableDir(d) {
 		p.Run = filepath.Join(d, "unroot")
 	} else {
-		p.Run = filepath.Join(os.TempDir(), "unroot-"+strconv.Itoa(os.Getuid()))
+		p.Run = filepath.Join(os.TempDir(), "unroot-"+strconv.Itoa(HostUID()))
 	}
 	return p
+}
+
+// HostUID is the caller's uid on the host, also from inside unroot's user
+// namespace (where os.Getuid is 0).
+func HostUID() int {
+	if v, err := strconv.Atoi(os.Getenv("_CONTAINERS_ROOTLESS_UID")); err == nil {
+		return v
+	}
+	return os.Getuid()
 }
 
 func writableDir(d string) bool {
@@ -73,7 +83,7 @@ func EnsureRunDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	if !st.IsDir() || ownerOf(st) != os.Getuid() {
+	if !st.IsDir() || ownerOf(st) != os.Getuid() && os.Getuid() != 0 {
 		return fmt.Errorf("run directory %s is not a directory owned by you: remove it or set XDG_RUNTIME_DIR to a private directory", dir)
 	}
 	return nil
@@ -86,6 +96,29 @@ func DefaultStoreOptions(p Paths) StoreOptions {
 		RunRoot:   filepath.Join(p.Run, "storage"),
 		Driver:    "overlay",
 	}
+}
+
+// SquashOwnership makes layer extraction tolerate ids outside a single-id
+// mapping: files of other users are stored as owned by the caller (what
+// Charliecloud and enroot do), so ordinary images run without subuids.
+func (o *StoreOptions) SquashOwnership() {
+	for _, d := range o.DriverOptions {
+		if d == "overlay.ignore_chown_errors=true" {
+			return
+		}
+	}
+	o.DriverOptions = append(o.DriverOptions, "overlay.ignore_chown_errors=true")
+}
+
+// SingleIDNamespace reports whether this process's user namespace maps
+// exactly one id (no subordinate range).
+func SingleIDNamespace() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	lines := strings.Fields(strings.TrimSpace(string(b)))
+	return len(lines) == 3 && lines[2] == "1"
 }
 
 // Open opens the store. It must run as root in unroot's user namespace.

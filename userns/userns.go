@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -70,7 +71,8 @@ func Start(o Options) (*Child, error) {
 	cmd.Env = append(env, EnvStage+"="+o.Stage,
 		"_CONTAINERS_USERNS_CONFIGURED=done",
 		fmt.Sprintf("_CONTAINERS_ROOTLESS_UID=%d", os.Getuid()),
-		fmt.Sprintf("_CONTAINERS_ROOTLESS_GID=%d", os.Getgid()))
+		fmt.Sprintf("_CONTAINERS_ROOTLESS_GID=%d", os.Getgid()),
+		fmt.Sprintf("%s=%d", envParent, os.Getpid()))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
 	cmd.ExtraFiles = append([]*os.File{childEnd}, o.ExtraFiles...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -122,8 +124,18 @@ func Enter() *Conn {
 		fmt.Fprintf(os.Stderr, "unroot: re-executing in the user namespace: %v\n", err)
 		os.Exit(125)
 	}
+	// The exec that gave us capabilities also cleared the parent-death
+	// signal (the kernel does so on any exec that raises privileges): arm
+	// it again, then make sure the parent did not die in between.
+	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+	if strconv.Itoa(os.Getppid()) != os.Getenv(envParent) {
+		os.Exit(125)
+	}
 	return NewConn(f)
 }
+
+// envParent holds the pid of the process that started the child.
+const envParent = "_UNROOT_PARENT"
 
 // Stage returns the stage this process was started as, "" for a process
 // the user started.

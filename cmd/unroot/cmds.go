@@ -132,6 +132,9 @@ func cmdRun(g *globals, args []string) error {
 		return err
 	}
 	s.Mapping = mapping()
+	if s.Mapping.Kind == idmap.KindSingle {
+		s.Store.SquashOwnership()
+	}
 	code, err := container.Run(bg, &s)
 	if err != nil {
 		return err

@@ -190,6 +190,9 @@ func inUserNS(g *globals) (bool, error) {
 		if err := storeCtl().Recv(&go_); err != nil {
 			return true, fmt.Errorf("waiting for the user namespace: %w", err)
 		}
+		if image.SingleIDNamespace() {
+			g.store.SquashOwnership()
+		}
 		return false, nil
 	}
 	if err := image.EnsureRunDir(g.paths.Run); err != nil {
