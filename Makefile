@@ -5,7 +5,7 @@ TAGS := containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_d
 GO   ?= go
 BIN  := bin/unroot
 
-.PHONY: all build install deps test test-unit test-e2e test-vm bench clean
+.PHONY: all build install deps demo test test-unit test-e2e test-vm bench clean
 
 all: build
 
@@ -20,14 +20,27 @@ install: build
 deps:
 	hack/setup-host.sh
 
+# Fresh machine to a running container, as an unprivileged user.
+demo:
+	hack/demo.sh
+
 test: deps build test-unit test-e2e test-vm
 
+# Unit tests: every package but the end-to-end and benchmark trees.
 test-unit:
-	$(GO) test -tags "$(TAGS)" -count=1 $$($(GO) list -tags "$(TAGS)" ./... | grep -v -e /tests -e /bench)
+	@set -eo pipefail; \
+	pkgs="$$($(GO) list -tags "$(TAGS)" ./... | grep -v -e /tests/ -e /bench)"; \
+	echo "$(GO) test -tags \"$(TAGS)\" -count=1 <$$(wc -w <<<"$$pkgs") packages>"; \
+	$(GO) test -tags "$(TAGS)" -count=1 $$pkgs
 
-test-e2e: build
-	@set -o pipefail; true
-	UNROOT_BIN=$(CURDIR)/$(BIN) $(GO) test -tags "$(TAGS)" -count=1 -timeout 40m -v ./tests/e2e/ 2>&1 | tee /tmp/unroot-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+# End-to-end tests of the built binary (tests/e2e): as root they run unroot as
+# the user unroot-test that `make deps` creates. The first run builds the
+# fixture images (debootstrap: a few minutes), cached in $UNROOT_FIXTURES
+# (default /var/cache/unroot-tests). go test's own output, closing lines and
+# exit status included, goes straight to the log.
+E2E_FLAGS ?= -timeout 40m -parallel 4
+test-e2e: deps build
+	UNROOT_BIN=$(CURDIR)/$(BIN) $(GO) test -tags "$(TAGS)" -count=1 -v $(E2E_FLAGS) ./tests/e2e/
 
 test-vm: build
 	tests/vm/run.sh
