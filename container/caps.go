@@ -81,18 +81,23 @@ func Capabilities(add, drop []string) ([]string, error) {
 	return out, nil
 }
 
-// restrictCaps keeps only caps in the calling thread's permitted,
-// effective and inheritable sets (the bounding set is dropped earlier, by
-// dropBounding). Capabilities are per thread: the caller is locked to its OS
-// thread and execs from it, so a root process gets exactly caps.
-func restrictCaps(caps []string) error {
+// restrictCaps sets the calling thread's permitted and effective sets to
+// permitted and its inheritable set to inheritable (the bounding set is
+// dropped earlier, by dropBounding). Capabilities are per thread: the caller
+// is locked to its OS thread and forks from it; a root process's exec then
+// yields inheritable | bounding, exactly the container's set.
+func restrictCaps(permitted, inheritable []string) error {
 	var data [2]unix.CapUserData
-	for _, c := range caps {
+	for _, c := range permitted {
 		n := capNumbers[c]
 		data[n/32].Permitted |= 1 << uint(n%32)
 	}
+	for _, c := range inheritable {
+		n := capNumbers[c]
+		data[n/32].Inheritable |= 1 << uint(n%32)
+	}
 	for i := range data {
-		data[i].Effective, data[i].Inheritable = data[i].Permitted, data[i].Permitted
+		data[i].Effective = data[i].Permitted
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	if err := unix.Capset(&hdr, &data[0]); err != nil {

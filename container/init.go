@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"github.com/moby/sys/user"
 	"golang.org/x/sys/unix"
@@ -28,11 +31,12 @@ const (
 )
 
 // InitMain runs as PID 1 of the container: it finishes the rootfs, pivots
-// into it and execs the user's process in its place. It returns only on
-// failure, with the exit code to use.
+// into it, starts the user's process as PID 2 and stays as its init: it
+// forwards signals to it, reaps every orphan (no zombies), and exits with
+// the process's status (128+N for signal N), like `docker run --init`.
 func InitMain() int {
-	// Credentials, capabilities and no_new_privs are per thread in Linux;
-	// everything below must happen on the thread that finally execs.
+	// Capabilities and no_new_privs are per thread in Linux; the process is
+	// forked from this thread and inherits them.
 	runtime.LockOSThread()
 	var p Process
 	f := os.NewFile(initSpecFD, "spec")
@@ -40,6 +44,9 @@ func InitMain() int {
 		return fail(ExitSetup, fmt.Errorf("reading the container spec: %w", err))
 	}
 	f.Close()
+	// Non-dumpable: the container's processes cannot open /proc/1/exe (the
+	// unroot binary on the host) or our file descriptors (CVE-2019-5736).
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	if err := setupRootfs(&p); err != nil {
 		return fail(ExitSetup, fmt.Errorf("setting up the container's filesystem: %w", err))
 	}
@@ -52,41 +59,102 @@ func InitMain() int {
 	if err := unix.Sethostname([]byte(p.Hostname)); err != nil {
 		return fail(ExitSetup, fmt.Errorf("setting the hostname: %w", err))
 	}
-	if p.Tty {
-		if err := setupTTY(os.NewFile(initPtySocketFD, "pty-socket")); err != nil {
-			return fail(ExitSetup, fmt.Errorf("allocating a terminal: %w", err))
-		}
-	} else if _, err := unix.Setsid(); err != nil {
-		// A session of its own: the user's terminal signals unroot, which
-		// forwards them once.
-		return fail(ExitSetup, fmt.Errorf("setsid: %w", err))
+	cmd, code, err := prepareProcess(&p)
+	if err != nil {
+		return fail(code, err)
 	}
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs, forwarded...)
+	if err := cmd.Start(); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return fail(ExitNotFound, fmt.Errorf("exec %s: %w", p.Args[0], err))
+		}
+		return fail(ExitCannotRun, fmt.Errorf("exec %s: %w", p.Args[0], err))
+	}
+	closeStdio(cmd)
+	return reap(cmd.Process.Pid, sigs)
+}
+
+// prepareProcess resolves the user, working directory and executable, and
+// drops this thread's privileges to the container's, so that the forked
+// process starts with exactly them.
+func prepareProcess(p *Process) (*exec.Cmd, int, error) {
 	eu, err := resolveUser(p.User, p.SingleID)
 	if err != nil {
-		return fail(ExitSetup, err)
+		return nil, ExitSetup, err
 	}
 	env := p.Env
 	if !hasEnv(env, "HOME") {
 		env = append(env, "HOME="+eu.Home)
 	}
 	if err := os.MkdirAll(p.Cwd, 0o755); err != nil {
-		return fail(ExitCannotRun, fmt.Errorf("creating working directory %s: %w", p.Cwd, err))
-	}
-	if err := unix.Chdir(p.Cwd); err != nil {
-		return fail(ExitCannotRun, fmt.Errorf("changing to working directory %s: %w", p.Cwd, err))
+		return nil, ExitCannotRun, fmt.Errorf("creating working directory %s: %w", p.Cwd, err)
 	}
 	path, code, err := lookPath(p.Args[0], env)
 	if err != nil {
-		return fail(code, err)
+		return nil, code, err
 	}
-	if err := applySecurity(&p, eu); err != nil {
-		return fail(ExitSetup, err)
+	cmd := &exec.Cmd{Path: path, Args: p.Args, Env: env, Dir: p.Cwd}
+	attr := &syscall.SysProcAttr{
+		Credential: &syscall.Credential{Uid: uint32(eu.Uid), Gid: uint32(eu.Gid), NoSetGroups: p.SingleID},
+		Setsid:     true,
+		// The process must not outlive its init.
+		Pdeathsig: unix.SIGKILL,
 	}
-	err = unix.Exec(path, p.Args, env)
-	if errors.Is(err, unix.ENOENT) {
-		return fail(ExitNotFound, fmt.Errorf("exec %s: %w", p.Args[0], err))
+	for _, g := range eu.Sgids {
+		attr.Credential.Groups = append(attr.Credential.Groups, uint32(g))
 	}
-	return fail(ExitCannotRun, fmt.Errorf("exec %s: %w", p.Args[0], err))
+	if p.Tty {
+		slave, err := openTTY(os.NewFile(initPtySocketFD, "pty-socket"))
+		if err != nil {
+			return nil, ExitSetup, fmt.Errorf("allocating a terminal: %w", err)
+		}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+		attr.Setctty = true
+		attr.Ctty = 0
+	} else {
+		// A session of its own: signals from the user's terminal reach it
+		// once, through us.
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	}
+	cmd.SysProcAttr = attr
+	if err := applySecurity(p); err != nil {
+		return nil, ExitSetup, err
+	}
+	return cmd, 0, nil
+}
+
+func closeStdio(cmd *exec.Cmd) {
+	if f, ok := cmd.Stdin.(*os.File); ok && f != os.Stdin {
+		f.Close()
+	}
+}
+
+// reap waits for the process pid while forwarding signals to it and
+// reaping orphans, then returns its exit status.
+func reap(pid int, sigs chan os.Signal) int {
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, unix.SIGCHLD)
+	for {
+		for {
+			var ws unix.WaitStatus
+			wpid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if err != nil || wpid <= 0 {
+				break
+			}
+			if wpid == pid {
+				if ws.Signaled() {
+					return 128 + int(ws.Signal())
+				}
+				return ws.ExitStatus()
+			}
+		}
+		select {
+		case sig := <-sigs:
+			_ = unix.Kill(pid, sig.(unix.Signal))
+		case <-chld:
+		}
+	}
 }
 
 func fail(code int, err error) int {
@@ -94,30 +162,20 @@ func fail(code int, err error) int {
 	return code
 }
 
-// applySecurity drops privileges on the calling (locked) thread: bounding
-// set, groups and ids, then capabilities, then no_new_privs. Seccomp, when
-// it comes, is loaded here last, right before exec.
-func applySecurity(p *Process, eu *user.ExecUser) error {
+// applySecurity drops this thread's privileges to the container's:
+// bounding set, capabilities, no_new_privs. The forked process inherits
+// them; its ids are switched by the fork (a non-root user thereby loses all
+// capabilities, as in Docker). Seccomp, when it comes, is loaded here last.
+func applySecurity(p *Process) error {
 	if err := dropBounding(p.Caps); err != nil {
 		return err
 	}
-	if !p.SingleID {
-		gids := make([]int, len(eu.Sgids))
-		copy(gids, eu.Sgids)
-		if err := unix.Setgroups(gids); err != nil {
-			return fmt.Errorf("setgroups: %w", err)
-		}
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(eu.Gid), uintptr(eu.Gid), uintptr(eu.Gid)); e != 0 {
-		return fmt.Errorf("setting group id %d: %w%s", eu.Gid, e, mappingHint(p.SingleID))
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(eu.Uid), uintptr(eu.Uid), uintptr(eu.Uid)); e != 0 {
-		return fmt.Errorf("setting user id %d: %w%s", eu.Uid, e, mappingHint(p.SingleID))
-	}
-	if eu.Uid == 0 {
-		if err := restrictCaps(p.Caps); err != nil {
-			return err
-		}
+	// SETUID/SETGID are needed by the fork to switch ids; the process
+	// itself gets exactly p.Caps (the fork's setuid to 0 keeps the
+	// permitted set, to another user clears it).
+	keep := append([]string{"SETUID", "SETGID"}, p.Caps...)
+	if err := restrictCaps(keep, p.Caps); err != nil {
+		return err
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("setting no_new_privs: %w", err)
@@ -213,40 +271,29 @@ func checkExec(p string) error {
 	return nil
 }
 
-// setupTTY opens a terminal in the container's own devpts, hands the
-// master to the host side over sock and makes the slave this process's
-// controlling terminal and stdio.
-func setupTTY(sock *os.File) error {
+// openTTY opens a terminal in the container's own devpts, hands the
+// master to the host side over sock, and returns the slave for the process.
+func openTTY(sock *os.File) (*os.File, error) {
 	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer master.Close()
 	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		return fmt.Errorf("unlockpt: %w", err)
+		return nil, fmt.Errorf("unlockpt: %w", err)
 	}
 	n, err := unix.IoctlGetUint32(int(master.Fd()), unix.TIOCGPTN)
 	if err != nil {
-		return fmt.Errorf("ptsname: %w", err)
+		return nil, fmt.Errorf("ptsname: %w", err)
 	}
-	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := userns.SendFD(sock, master); err != nil {
-		return fmt.Errorf("passing the terminal to unroot: %w", err)
+		slave.Close()
+		return nil, fmt.Errorf("passing the terminal to unroot: %w", err)
 	}
 	sock.Close()
-	if _, err := unix.Setsid(); err != nil {
-		return err
-	}
-	if err := unix.IoctlSetInt(int(slave.Fd()), unix.TIOCSCTTY, 0); err != nil {
-		return fmt.Errorf("TIOCSCTTY: %w", err)
-	}
-	for fd := 0; fd < 3; fd++ {
-		if err := unix.Dup3(int(slave.Fd()), fd, 0); err != nil {
-			return err
-		}
-	}
-	return slave.Close()
+	return slave, nil
 }
