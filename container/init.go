@@ -226,7 +226,15 @@ func resolveUser(spec string, single bool) (*user.ExecUser, error) {
 // codes for "not found" (127) and "not executable" (126).
 func lookPath(name string, env []string) (string, int, error) {
 	if strings.Contains(name, "/") {
-		return name, 0, checkExec(name)
+		err := checkExec(name)
+		switch {
+		case err == nil:
+			return name, 0, nil
+		case errors.Is(err, os.ErrNotExist):
+			return "", ExitNotFound, err
+		default:
+			return "", ExitCannotRun, err
+		}
 	}
 	pathEnv := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	for _, e := range env {
