@@ -42,8 +42,14 @@ E2E_FLAGS ?= -timeout 40m -parallel 4
 test-e2e: deps build
 	UNROOT_BIN=$(CURDIR)/$(BIN) $(GO) test -tags "$(TAGS)" -count=1 -v $(E2E_FLAGS) ./tests/e2e/
 
-test-vm: build
-	tests/vm/run.sh
+# The cgroup v2 stage, in a VM with systemd: the cgroupv2 package's own
+# checks, then the same limits end to end through `unroot run`.
+VM_DIR := /tmp/unroot-vm-files
+test-vm: deps build
+	rm -rf $(VM_DIR) && mkdir -p $(VM_DIR)
+	skopeo copy -q oci:$$(tests/fixtures/images.sh):busybox:latest docker-archive:$(VM_DIR)/busybox.tar:busybox:latest
+	tests/vm/run.sh --copy $(VM_DIR)/busybox.tar --copy tests/vm/unroot-checks.sh \
+		--cmd '$$UNROOT_VM_XFER/cgtest -v; r=$$?; sh $$UNROOT_VM_XFER/unroot-checks.sh && exit $$r' 
 
 bench: build
 	bench/run.sh

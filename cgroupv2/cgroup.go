@@ -35,10 +35,16 @@ type Options struct {
 	// stats or a cgroup namespace). Without it and without limits, Setup
 	// does nothing and returns a nil *Cgroup.
 	Always bool
+	// Nest keeps the monitor process (pid) out of the limits: the scope or
+	// directory gets two children, "monitor" (pid is moved there) and
+	// "container" (the limits; Path), and the caller moves the container's
+	// processes into Path. Without Nest, pid lives in Path with the limits.
+	Nest bool
 }
 
 // Cgroup is the container's cgroup. All methods are safe on a nil *Cgroup.
 type Cgroup struct {
+	top     string // the scope's or unroot-<ID>'s directory (Remove)
 	path    string // absolute directory under the cgroup2 mount
 	rel     string // path relative to the cgroup2 mount
 	unit    string // systemd scope name, "" in cgroupfs mode
@@ -239,7 +245,11 @@ func setupSystemd(ctx context.Context, opts Options, h host, pid int) (*Cgroup, 
 			return ctx.Err()
 		}
 	}
-	err = start(append(base, systemdProps(opts.Limits)...))
+	props := base
+	if !opts.Nest {
+		props = append(base, systemdProps(opts.Limits)...)
+	}
+	err = start(props)
 	var dbe godbus.Error
 	if err != nil && errors.As(err, &dbe) && (strings.Contains(dbe.Name, "PropertyReadOnly") || strings.Contains(dbe.Name, "InvalidArgs") || strings.Contains(dbe.Name, "UnknownProperty")) {
 		// An older systemd that lacks one of the properties: create the
@@ -266,6 +276,18 @@ func setupSystemd(ctx context.Context, opts Options, h host, pid int) (*Cgroup, 
 		return fail(fmt.Errorf("cgroupv2: systemd reports no cgroup for %s", unit))
 	}
 	c.rel, c.path = rel, filepath.Join(h.mount, rel)
+	c.top = c.path
+	if opts.Nest {
+		if err := c.nest(opts.Limits, pid); err != nil {
+			if errors.Is(err, os.ErrPermission) {
+				err = &Error{Kind: KindNotDelegated, Controllers: opts.Limits.Controllers(),
+					Reason: fmt.Sprintf("%v: the systemd user manager was started before these controllers were delegated", err),
+					Fix:    fmt.Sprintf("an admin runs `systemctl restart user@%d.service` (or log out of every session and in again, or reboot)", h.uid)}
+			}
+			return fail(err)
+		}
+		return c, nil
+	}
 	// systemd has applied its properties; write the files too, so that
 	// whatever this systemd version could not express is applied as well
 	// (same values, so this is idempotent).
@@ -303,7 +325,18 @@ func setupCgroupfs(opts Options, h host, pid int) (*Cgroup, error) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cgroupv2: %w", err)
 	}
-	c := &Cgroup{path: dir, rel: filepath.Join(h.current, name), manager: "cgroupfs"}
+	c := &Cgroup{top: dir, path: dir, rel: filepath.Join(h.current, name), manager: "cgroupfs"}
+	if opts.Nest {
+		if err := writeFile(dir, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+			c.Remove()
+			return nil, err
+		}
+		if err := c.nest(opts.Limits, pid); err != nil {
+			c.Remove()
+			return nil, err
+		}
+		return c, nil
+	}
 	if err := writeLimits(dir, opts.Limits); err != nil {
 		c.Remove()
 		return nil, err
@@ -546,7 +579,32 @@ func (c *Cgroup) Remove() error {
 		_ = conn.ResetFailedUnitContext(ctx, c.unit)
 		return nil
 	}
-	return removeTree(c.path)
+	return removeTree(c.top)
+}
+
+// nest splits c (which holds pid) into monitor/ (pid) and container/ (the
+// limits), enabling the controllers between them, and points c at
+// container/.
+func (c *Cgroup) nest(l Limits, pid int) error {
+	mon := filepath.Join(c.top, "monitor")
+	if err := os.Mkdir(mon, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("cgroupv2: %w", err)
+	}
+	if err := writeFile(mon, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+		return err
+	}
+	if err := enableControllers(c.top, l.Controllers()); err != nil {
+		return err
+	}
+	ctr := filepath.Join(c.top, "container")
+	if err := os.Mkdir(ctr, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("cgroupv2: %w", err)
+	}
+	if err := writeLimits(ctr, l); err != nil {
+		return err
+	}
+	c.path, c.rel = ctr, filepath.Join(c.rel, "container")
+	return nil
 }
 
 func removeTree(dir string) error {

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -93,6 +94,11 @@ func prepareProcess(p *Process) (*exec.Cmd, int, error) {
 	path, code, err := lookPath(p.Args[0], env)
 	if err != nil {
 		return nil, code, err
+	}
+	if p.OOMScoreAdj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+			return nil, ExitSetup, fmt.Errorf("--oom-score-adj %d: %w (lowering it below the current value needs privileges unroot does not have)", *p.OOMScoreAdj, err)
+		}
 	}
 	cmd := &exec.Cmd{Path: path, Args: p.Args, Env: env, Dir: p.Cwd}
 	attr := &syscall.SysProcAttr{

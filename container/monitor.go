@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 
 	"go.podman.io/storage"
@@ -106,7 +107,7 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	if s.Name != "" {
 		names = []string{s.Name}
 	}
-	ctr, err := store.CreateContainer(s.ID, names, img.ID, "", "", nil)
+	ctr, err := store.CreateContainer(s.ID, names, img.ID, "", "", s.KeepID.containerOptions())
 	if err != nil {
 		if errors.Is(err, storage.ErrDuplicateName) {
 			return ExitSetup, fmt.Errorf("the container name %q is already in use: choose another --name or remove that container", s.Name)
@@ -141,6 +142,9 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	if proc.EtcFiles, err = writeEtcFiles(runDir, proc, s, netCfg); err != nil {
 		return ExitSetup, err
 	}
+	if err := s.KeepID.addEtcFiles(runDir, rootfs, proc.EtcFiles); err != nil {
+		return ExitSetup, err
+	}
 	return runInit(s, proc, ctl)
 }
 
@@ -173,6 +177,7 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn) (int, error) {
 	// where the user-mode network is already configured.
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: unix.SIGKILL}
+	s.KeepID.nest(cmd.SysProcAttr)
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
@@ -182,6 +187,16 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn) (int, error) {
 		return ExitSetup, fmt.Errorf("starting the container: %w", err)
 	}
 	specR.Close()
+	if s.CgroupPath != "" {
+		// The init waits for its spec: move it into the container's cgroup
+		// (the limits) first; we stay outside them.
+		if err := os.WriteFile(filepath.Join(s.CgroupPath, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return ExitSetup, fmt.Errorf("moving the container into its cgroup: %w", err)
+		}
+		proc.Cgroup = true
+	}
 	_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid})
 	if err := json.NewEncoder(specW).Encode(proc); err != nil {
 		_ = cmd.Process.Kill()

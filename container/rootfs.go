@@ -66,6 +66,13 @@ func setupRootfs(p *Process) error {
 	if err := mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return err
 	}
+	// pivot_root refuses a locked new root, which the rootfs is when the
+	// monitor mounted it in a more privileged user namespace than ours
+	// (--userns=keep-id nests one): a bind of it onto itself made here is
+	// not locked (runc does the same).
+	if err := mount(r, r, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return err
+	}
 	if err := mkTarget(r+"/proc", true); err != nil {
 		return err
 	}
@@ -79,6 +86,17 @@ func setupRootfs(p *Process) error {
 	}
 	if err := setupSys(r, p.Net != "host"); err != nil {
 		return err
+	}
+	if p.Cgroup {
+		// Our thread is in the container's cgroup now: make it the root of
+		// a cgroup namespace (inherited by the process we fork from this
+		// thread) and show that subtree, delegated to us, at /sys/fs/cgroup.
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("cgroup namespace: %w", err)
+		}
+		if err := mount("cgroup2", r+"/sys/fs/cgroup", "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return err
+		}
 	}
 	for ctrPath, hostPath := range p.EtcFiles {
 		t := filepath.Join(r, ctrPath)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
+	"github.com/unroot/unroot/cgroupv2"
 	"github.com/unroot/unroot/slirp"
 	"github.com/unroot/unroot/userns"
 )
@@ -88,6 +89,14 @@ func runOnce(ctx context.Context, s *Spec) (int, error) {
 	signal.Notify(sigs, append(forwarded, unix.SIGWINCH)...)
 	defer signal.Stop(sigs)
 
+	if s.Limits.Any() {
+		if s.Cgroups == "disabled" {
+			return ExitSetup, errors.New("resource limits need cgroups, but --cgroups=disabled was given: drop one or the other")
+		}
+		if err := cgroupv2.Check(s.Limits); err != nil {
+			return ExitSetup, err
+		}
+	}
 	flags := uintptr(unix.CLONE_NEWNS)
 	if s.Net != "host" {
 		flags |= unix.CLONE_NEWNET
@@ -110,6 +119,14 @@ func runOnce(ctx context.Context, s *Spec) (int, error) {
 	for _, f := range extra {
 		f.Close()
 	}
+	cg, err := cgroupv2.Setup(ctx, cgroupv2.Options{ID: s.ID, Limits: s.Limits, Nest: true}, child.Cmd.Process.Pid)
+	if err != nil {
+		_ = child.Cmd.Process.Kill()
+		_ = child.Cmd.Wait()
+		return ExitSetup, err
+	}
+	defer func() { _ = cg.Remove(); _ = cg.Close() }()
+	s.CgroupPath = cg.Path()
 	if err := child.Ctl.Send(Message{Spec: s}); err != nil {
 		_ = child.Cmd.Process.Kill()
 	}

@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/unroot/unroot/cgroupv2"
 	"github.com/unroot/unroot/idmap"
 	"github.com/unroot/unroot/image"
 	"github.com/unroot/unroot/slirp"
@@ -28,6 +29,8 @@ type Spec struct {
 	Store    image.StoreOptions    `json:"store"`
 	RunDir   string                `json:"run_dir"`
 	Mapping  idmap.Mapping         `json:"mapping"`
+	// KeepID: --userns=keep-id (the caller's ids inside); nil otherwise.
+	KeepID *KeepID `json:"keep_id,omitempty"`
 
 	// What the user asked for; merged with the image config by Resolve.
 	Cmd                 []string         `json:"cmd,omitempty"`
@@ -44,10 +47,14 @@ type Spec struct {
 	AddHosts            []string         `json:"add_hosts,omitempty"` // host:ip
 	MTU                 int              `json:"mtu,omitempty"`
 	DisableHostLoopback bool             `json:"disable_host_loopback,omitempty"`
-	Remove              bool             `json:"remove"`
-	CapAdd              []string         `json:"cap_add,omitempty"`
-	CapDrop             []string         `json:"cap_drop,omitempty"`
-	Quiet               bool             `json:"quiet"`
+	Limits              cgroupv2.Limits  `json:"limits"`
+	Cgroups             string           `json:"cgroups,omitempty"` // enabled|disabled
+	// CgroupPath is the container's cgroup (set by the host side).
+	CgroupPath string   `json:"cgroup_path,omitempty"`
+	Remove     bool     `json:"remove"`
+	CapAdd     []string `json:"cap_add,omitempty"`
+	CapDrop    []string `json:"cap_drop,omitempty"`
+	Quiet      bool     `json:"quiet"`
 	// SignalsFromTTY: the user's terminal delivers INT/QUIT/TSTP to the
 	// monitor directly, so nobody must forward them a second time.
 	SignalsFromTTY bool `json:"signals_from_tty"`
@@ -67,6 +74,10 @@ type Process struct {
 	EtcFiles map[string]string `json:"etc_files"` // container path -> host file to bind
 	// SingleID: only one id is mapped; devpts must not ask for gid 5.
 	SingleID bool `json:"single_id"`
+	// Cgroup: the monitor moved us into the container's own cgroup; make it
+	// the root of our cgroup namespace and mount it at /sys/fs/cgroup.
+	Cgroup      bool `json:"cgroup,omitempty"`
+	OOMScoreAdj *int `json:"oom_score_adj,omitempty"`
 }
 
 // UserModeNet says whether the container gets a user-mode network (and
@@ -135,6 +146,10 @@ func Resolve(s *Spec, cfg *v1.Image) (*Process, error) {
 	}
 	if !hasEnv(p.Env, "HOSTNAME") {
 		p.Env = append(p.Env, "HOSTNAME="+p.Hostname)
+	}
+	if s.Limits.OOMScoreAdj != 0 {
+		v := s.Limits.OOMScoreAdj
+		p.OOMScoreAdj = &v
 	}
 	caps, err := Capabilities(s.CapAdd, s.CapDrop)
 	if err != nil {

@@ -6,12 +6,10 @@
 package userns
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -50,6 +48,10 @@ type Child struct {
 // Cloneflags), writes its mapping and returns with the child waiting for a
 // first message on its control socket.
 func Start(o Options) (*Child, error) {
+	// Fail before anything is created when the machine cannot do it.
+	if err := Preflight(o.Mapping); err != nil {
+		return nil, err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding the unroot binary: %w", err)
@@ -73,6 +75,9 @@ func Start(o Options) (*Child, error) {
 		fmt.Sprintf("_CONTAINERS_ROOTLESS_UID=%d", os.Getuid()),
 		fmt.Sprintf("_CONTAINERS_ROOTLESS_GID=%d", os.Getgid()),
 		fmt.Sprintf("%s=%d", envParent, os.Getpid()))
+	if o.Cloneflags&unix.CLONE_NEWNS != 0 {
+		cmd.Env = append(cmd.Env, envOwnMountNS+"=1")
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
 	cmd.ExtraFiles = append([]*os.File{childEnd}, o.ExtraFiles...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -131,8 +136,19 @@ func Enter() *Conn {
 	if strconv.Itoa(os.Getppid()) != os.Getenv(envParent) {
 		os.Exit(125)
 	}
+	// Refuse early, with the reason, a namespace that grants no
+	// capabilities (AppArmor on Ubuntu 23.10+): nothing is created yet.
+	if os.Getenv(envOwnMountNS) != "" {
+		if err := checkMounts(); err != nil {
+			fmt.Fprintf(os.Stderr, "unroot: %v\n", err)
+			os.Exit(125)
+		}
+	}
 	return NewConn(f)
 }
+
+// envOwnMountNS tells the child it has a mount namespace of its own.
+const envOwnMountNS = "_UNROOT_OWN_MOUNTNS"
 
 // envParent holds the pid of the process that started the child.
 const envParent = "_UNROOT_PARENT"
@@ -143,33 +159,3 @@ func Stage() string { return os.Getenv(EnvStage) }
 
 // ExtraFile returns the n-th extra file passed with Options.ExtraFiles.
 func ExtraFile(n int, name string) *os.File { return os.NewFile(uintptr(ctlFD+1+n), name) }
-
-// Diagnose turns a failure to create a user namespace into an error that
-// says why and what to do.
-func Diagnose(err error) error {
-	if !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.ENOSPC) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EACCES) {
-		return fmt.Errorf("creating the user namespace: %w", err)
-	}
-	var hints []string
-	if v := readSysctl("user/max_user_namespaces"); v == "0" {
-		hints = append(hints, "user namespaces are disabled (user.max_user_namespaces = 0): an admin must run `sudo sysctl -w user.max_user_namespaces=28633` (and persist it in /etc/sysctl.d/)")
-	}
-	if v := readSysctl("kernel/unprivileged_userns_clone"); v == "0" {
-		hints = append(hints, "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0): an admin must run `sudo sysctl -w kernel.unprivileged_userns_clone=1`")
-	}
-	if v := readSysctl("kernel/apparmor_restrict_unprivileged_userns"); v == "1" {
-		hints = append(hints, "AppArmor restricts unprivileged user namespaces (Ubuntu 23.10+): install the profile from contrib/apparmor/ for this binary, or `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`")
-	}
-	if len(hints) == 0 {
-		hints = append(hints, "the kernel refused a new user namespace; if unroot runs inside a container, that container must allow nested user namespaces (e.g. Docker's default seccomp profile blocks them: run it with --security-opt seccomp=unconfined)")
-	}
-	return fmt.Errorf("creating the user namespace: %w\n  fix: %s", err, strings.Join(hints, "\n  fix: "))
-}
-
-func readSysctl(name string) string {
-	b, err := os.ReadFile("/proc/sys/" + name)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-}

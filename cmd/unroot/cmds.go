@@ -41,7 +41,7 @@ func (r *registryFlags) options(fs *flag.FlagSet) image.RegistryOptions {
 	return o
 }
 
-func cmdRun(g *globals, args []string) error {
+func cmdRun(g *globals, args []string) (err error) {
 	fs := newFlags("run")
 	fs.SetInterspersed(false)
 	var (
@@ -58,6 +58,7 @@ func cmdRun(g *globals, args []string) error {
 	fs.StringVarP(&s.Workdir, "workdir", "w", "", "working directory inside the container")
 	fs.StringVar(&entrypoint, "entrypoint", "", "overwrite the default ENTRYPOINT of the image")
 	fs.StringVarP(&s.User, "user", "u", "", "user name or UID, optionally with group (USER[:GROUP])")
+	userNS := fs.String("userns", "", "user namespace mode: keep-id (your uid and gid inside, as the default user)")
 	fs.StringVarP(&s.Hostname, "hostname", "h", "", "container host name")
 	fs.StringVar(&s.Name, "name", "", "assign a name to the container")
 	var publish []string
@@ -72,11 +73,19 @@ func cmdRun(g *globals, args []string) error {
 	fs.BoolVarP(&s.Quiet, "quiet", "q", false, "suppress pull progress")
 	fs.StringSliceVar(&capAdd, "cap-add", nil, "add Linux capabilities")
 	fs.StringSliceVar(&capDrop, "cap-drop", nil, "drop Linux capabilities")
+	lim := addLimitFlags(fs)
+	fs.StringVar(&s.Cgroups, "cgroups", "enabled", "enabled, or disabled to run without a cgroup of its own (no resource limits)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() < 1 {
 		return usageError{"run", fmt.Errorf("requires at least 1 argument: IMAGE")}
+	}
+	if s.Limits, err = lim.parse(fs); err != nil {
+		return usageError{"run", err}
+	}
+	if s.Cgroups != "enabled" && s.Cgroups != "disabled" {
+		return usageError{"run", fmt.Errorf("--cgroups must be enabled or disabled")}
 	}
 	switch network {
 	case "", "auto", "bridge", "default", "slirp", "private":
@@ -131,7 +140,9 @@ func cmdRun(g *globals, args []string) error {
 	if err := image.EnsureRunDir(g.paths.Run); err != nil {
 		return err
 	}
-	s.Mapping = mapping()
+	if err := setUserNS(&s, *userNS, fs.Changed("user")); err != nil {
+		return err
+	}
 	if s.Mapping.Kind == idmap.KindSingle {
 		s.Store.SquashOwnership()
 	}
@@ -347,4 +358,100 @@ func readAll(f *os.File) ([]byte, error) {
 			return b, nil
 		}
 	}
+}
+
+func cmdLoad(g *globals, args []string) error {
+	fs := newFlags("load")
+	input := fs.StringP("input", "i", "", "read from a tar archive file (docker-archive or oci-archive) or an OCI layout directory, instead of STDIN")
+	quiet := fs.BoolP("quiet", "q", false, "suppress progress output")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"load", fmt.Errorf("takes no arguments: use -i FILE")}
+	}
+	if done, err := inUserNS(g); done {
+		return err
+	}
+	store, err := image.Open(g.store)
+	if err != nil {
+		return err
+	}
+	defer store.Shutdown(false)
+	path := *input
+	if path == "" {
+		// docker load reads the archive from stdin.
+		tmp, err := os.CreateTemp(store.GraphRoot(), "stdin-")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(tmp.Name())
+		if _, err := io.Copy(tmp, os.Stdin); err != nil {
+			tmp.Close()
+			return fmt.Errorf("reading the archive from stdin: %w", err)
+		}
+		tmp.Close()
+		path = tmp.Name()
+	}
+	var progress io.Writer = os.Stderr
+	if *quiet {
+		progress = nil
+	}
+	names, err := image.Load(bg, store, path, progress)
+	for _, n := range names {
+		fmt.Printf("Loaded image: %s\n", n)
+	}
+	return err
+}
+
+func cmdSave(g *globals, args []string) error {
+	fs := newFlags("save")
+	output := fs.StringP("output", "o", "", "write to a file, instead of STDOUT")
+	format := fs.String("format", "docker-archive", "docker-archive or oci-archive")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"save", fmt.Errorf("requires exactly 1 argument: IMAGE")}
+	}
+	if *output == "" && isTerminal(os.Stdout) {
+		return usageError{"save", fmt.Errorf("refusing to write an archive to a terminal: use -o FILE or redirect stdout")}
+	}
+	if done, err := inUserNS(g); done {
+		return err
+	}
+	store, err := image.Open(g.store)
+	if err != nil {
+		return err
+	}
+	defer store.Shutdown(false)
+	path := *output
+	if path == "" {
+		tmp, err := os.CreateTemp(store.GraphRoot(), "save-")
+		if err != nil {
+			return err
+		}
+		tmp.Close()
+		os.Remove(tmp.Name())
+		path = tmp.Name()
+		defer os.Remove(path)
+	}
+	if err := image.Save(bg, store, fs.Arg(0), path, *format); err != nil {
+		return err
+	}
+	if *output == "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(os.Stdout, f)
+		return err
+	}
+	return nil
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -47,8 +47,11 @@ func init() {
 		{"pull", "[flags] IMAGE", "Pull an image from a registry", cmdPull},
 		{"images", "[flags]", "List images in local storage", cmdImages},
 		{"rmi", "[flags] IMAGE [IMAGE...]", "Remove one or more images", cmdRmi},
+		{"load", "[flags]", "Load images from a tar archive (docker save / OCI) or an OCI layout", cmdLoad},
+		{"save", "[flags] IMAGE", "Save an image to a tar archive", cmdSave},
 		{"login", "[flags] REGISTRY", "Log in to a registry", cmdLogin},
 		{"info", "[flags]", "Show how unroot is set up on this machine", cmdInfo},
+		{"check", "[flags]", "Check that this machine and user can run containers, and say how to fix what is missing", cmdCheck},
 		{"version", "", "Show the unroot version", cmdVersion},
 	}
 }
