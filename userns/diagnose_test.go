@@ -11,7 +11,7 @@ import (
 )
 
 var subMapping = idmap.Mapping{Kind: idmap.KindSubordinate, Source: "/etc/subuid and /etc/subgid",
-	UIDs: idmap.Build(1000, []idmap.SubRange{{100000, 65536}}), GIDs: idmap.Build(1000, []idmap.SubRange{{100000, 65536}})}
+	UIDs: idmap.Build(1000, []idmap.SubRange{{Start: 100000, Count: 65536}}), GIDs: idmap.Build(1000, []idmap.SubRange{{Start: 100000, Count: 65536}})}
 
 func goodFacts() Facts {
 	return Facts{
