@@ -15,6 +15,8 @@ import (
 	"go.podman.io/storage"
 	"golang.org/x/sys/unix"
 
+	"github.com/unroot/unroot/container/cinit"
+	"github.com/unroot/unroot/container/initbin"
 	"github.com/unroot/unroot/image"
 	"github.com/unroot/unroot/slirp"
 	"github.com/unroot/unroot/userns"
@@ -159,7 +161,9 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn) (int, error) {
 	if err != nil {
 		return ExitSetup, err
 	}
-	cmd := exec.Command(self)
+	// The init runs from the small embedded unroot-init when there is one:
+	// it starts in milliseconds where unroot spends tens in package init.
+	cmd := exec.Command(initbin.Path(s.RunDir, self))
 	cmd.Args[0] = "unroot-init"
 	cmd.Env = []string{userns.EnvStage + "=" + StageInit}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
@@ -252,13 +256,8 @@ func loopbackUp() error {
 	return nil
 }
 
-// forwarded are the signals passed on to the container; SIGCHLD, SIGPIPE,
-// SIGURG (the Go scheduler's) and SIGWINCH (handled with the terminal) are not.
-var forwarded = []os.Signal{
-	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
-	unix.SIGALRM, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGPWR,
-	unix.SIGVTALRM, unix.SIGPROF, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGSYS, unix.SIGTRAP,
-}
+// forwarded are the signals passed on to the container.
+var forwarded = cinit.Forwarded
 
 func isTTYSignal(sig os.Signal) bool {
 	return sig == unix.SIGINT || sig == unix.SIGQUIT || sig == unix.SIGTSTP

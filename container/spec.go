@@ -14,6 +14,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/unroot/unroot/cgroupv2"
+	"github.com/unroot/unroot/container/cinit"
 	"github.com/unroot/unroot/idmap"
 	"github.com/unroot/unroot/image"
 	"github.com/unroot/unroot/slirp"
@@ -61,24 +62,7 @@ type Spec struct {
 }
 
 // Process is the resolved process of a container (the init stage's input).
-type Process struct {
-	Args     []string          `json:"args"`
-	Env      []string          `json:"env"`
-	Cwd      string            `json:"cwd"`
-	User     string            `json:"user"`
-	Hostname string            `json:"hostname"`
-	Tty      bool              `json:"tty"`
-	Caps     []string          `json:"caps"`
-	Net      string            `json:"net"`
-	Rootfs   string            `json:"rootfs"`
-	EtcFiles map[string]string `json:"etc_files"` // container path -> host file to bind
-	// SingleID: only one id is mapped; devpts must not ask for gid 5.
-	SingleID bool `json:"single_id"`
-	// Cgroup: the monitor moved us into the container's own cgroup; make it
-	// the root of our cgroup namespace and mount it at /sys/fs/cgroup.
-	Cgroup      bool `json:"cgroup,omitempty"`
-	OOMScoreAdj *int `json:"oom_score_adj,omitempty"`
-}
+type Process = cinit.Process
 
 // UserModeNet says whether the container gets a user-mode network (and
 // so a network namespace wired to the host by package slirp).
@@ -151,7 +135,7 @@ func Resolve(s *Spec, cfg *v1.Image) (*Process, error) {
 		v := s.Limits.OOMScoreAdj
 		p.OOMScoreAdj = &v
 	}
-	caps, err := Capabilities(s.CapAdd, s.CapDrop)
+	caps, err := cinit.Capabilities(s.CapAdd, s.CapDrop)
 	if err != nil {
 		return nil, err
 	}
@@ -181,11 +165,17 @@ func MergeEnv(base, overrides []string) []string {
 	return out
 }
 
-func hasEnv(env []string, k string) bool {
-	for _, e := range env {
-		if strings.HasPrefix(e, k+"=") {
-			return true
-		}
-	}
-	return false
-}
+func hasEnv(env []string, k string) bool { return cinit.HasEnv(env, k) }
+
+// Exit codes, as Docker uses them.
+const (
+	ExitSetup     = cinit.ExitSetup
+	ExitCannotRun = cinit.ExitCannotRun
+	ExitNotFound  = cinit.ExitNotFound
+	StageInit     = cinit.StageInit
+)
+
+func fail(code int, err error) int { return cinit.Fail(code, err) }
+
+// Capabilities applies --cap-add/--cap-drop to Docker's default set.
+func Capabilities(add, drop []string) ([]string, error) { return cinit.Capabilities(add, drop) }

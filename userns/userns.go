@@ -62,15 +62,14 @@ func Start(o Options) (*Child, error) {
 	}
 	defer childEnd.Close()
 
-	cmd := exec.Command(self, o.Args...)
-	cmd.Args[0] = "unroot"
+	cmd := firstLife(self, o.Args)
 	env := o.Env
 	if env == nil {
 		env = os.Environ()
 	}
 	// containers/image and containers/storage pick per-user paths (auth,
 	// certs.d, sigstore) from these, as they do under Podman.
-	cmd.Env = append(env, EnvStage+"="+o.Stage,
+	cmd.Env = append(append(env, cmd.Env...), EnvStage+"="+o.Stage,
 		"_CONTAINERS_USERNS_CONFIGURED=done",
 		fmt.Sprintf("_CONTAINERS_ROOTLESS_UID=%d", os.Getuid()),
 		fmt.Sprintf("_CONTAINERS_ROOTLESS_GID=%d", os.Getgid()),
@@ -97,13 +96,31 @@ func Start(o Options) (*Child, error) {
 		ctl.Close()
 		return nil, err
 	}
-	if _, err := parentEnd.Write([]byte{'M'}); err != nil {
+	if _, err := parentEnd.Write([]byte("M\n")); err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		ctl.Close()
 		return nil, fmt.Errorf("releasing the user namespace: %w", err)
 	}
 	return &Child{Cmd: cmd, Ctl: ctl}, nil
+}
+
+// firstLife is the command that starts the child, still unmapped. Its
+// only job is to wait for the mapping and then exec unroot, which as uid 0
+// of the namespace gains its capabilities. /bin/sh does that with its
+// read builtin (which reads byte by byte, leaving our later messages on the
+// socket) in a millisecond, where unroot itself would spend tens of
+// milliseconds in Go package initialisation, only to exec again.
+func firstLife(self string, args []string) *exec.Cmd {
+	if st, err := os.Stat("/bin/sh"); err == nil && st.Mode()&0o111 != 0 {
+		cmd := exec.Command("/bin/sh", append([]string{"-c", `read -r _ <&3 && exec "$0" "$@"`, self}, args...)...)
+		cmd.Args[0] = "unroot"
+		cmd.Env = []string{envMapped + "=1"}
+		return cmd
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Args[0] = "unroot"
+	return cmd
 }
 
 // envMapped marks the second life of a child, after its mapping.

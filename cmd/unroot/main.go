@@ -13,6 +13,7 @@ import (
 	"go.podman.io/storage/pkg/reexec"
 
 	"github.com/unroot/unroot/container"
+	"github.com/unroot/unroot/container/cinit"
 	"github.com/unroot/unroot/idmap"
 	"github.com/unroot/unroot/image"
 	"github.com/unroot/unroot/userns"
@@ -67,7 +68,7 @@ func main() {
 	}
 	switch userns.Stage() {
 	case container.StageInit:
-		os.Exit(container.InitMain())
+		os.Exit(cinit.Main())
 	case container.StageMonitor:
 		os.Exit(container.MonitorMain())
 	case container.StagePull:

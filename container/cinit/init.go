@@ -1,4 +1,4 @@
-package container
+package cinit
 
 import (
 	"encoding/json"
@@ -19,6 +19,26 @@ import (
 	"github.com/unroot/unroot/userns"
 )
 
+// Process is the resolved process of a container (the init stage's input).
+type Process struct {
+	Args     []string          `json:"args"`
+	Env      []string          `json:"env"`
+	Cwd      string            `json:"cwd"`
+	User     string            `json:"user"`
+	Hostname string            `json:"hostname"`
+	Tty      bool              `json:"tty"`
+	Caps     []string          `json:"caps"`
+	Net      string            `json:"net"`
+	Rootfs   string            `json:"rootfs"`
+	EtcFiles map[string]string `json:"etc_files"` // container path -> host file to bind
+	// SingleID: only one id is mapped; devpts must not ask for gid 5.
+	SingleID bool `json:"single_id"`
+	// Cgroup: the monitor moved us into the container's own cgroup; make it
+	// the root of our cgroup namespace and mount it at /sys/fs/cgroup.
+	Cgroup      bool `json:"cgroup,omitempty"`
+	OOMScoreAdj *int `json:"oom_score_adj,omitempty"`
+}
+
 // StageInit is the stage name of the container's init process.
 const StageInit = "init"
 
@@ -31,11 +51,11 @@ const (
 	initPtySocketFD = 4
 )
 
-// InitMain runs as PID 1 of the container: it finishes the rootfs, pivots
+// Main runs as PID 1 of the container: it finishes the rootfs, pivots
 // into it, starts the user's process as PID 2 and stays as its init: it
 // forwards signals to it, reaps every orphan (no zombies), and exits with
 // the process's status (128+N for signal N), like `docker run --init`.
-func InitMain() int {
+func Main() int {
 	// Capabilities and no_new_privs are per thread in Linux; the process is
 	// forked from this thread and inherits them.
 	runtime.LockOSThread()
@@ -65,7 +85,7 @@ func InitMain() int {
 		return fail(code, err)
 	}
 	sigs := make(chan os.Signal, 32)
-	signal.Notify(sigs, forwarded...)
+	signal.Notify(sigs, Forwarded...)
 	if err := cmd.Start(); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return fail(ExitNotFound, fmt.Errorf("exec %s: %w", p.Args[0], err))
@@ -85,7 +105,7 @@ func prepareProcess(p *Process) (*exec.Cmd, int, error) {
 		return nil, ExitSetup, err
 	}
 	env := p.Env
-	if !hasEnv(env, "HOME") {
+	if !HasEnv(env, "HOME") {
 		env = append(env, "HOME="+eu.Home)
 	}
 	if err := os.MkdirAll(p.Cwd, 0o755); err != nil {
@@ -162,6 +182,28 @@ func reap(pid int, sigs chan os.Signal) int {
 		}
 	}
 }
+
+// HasEnv reports whether env sets k.
+func HasEnv(env []string, k string) bool {
+	for _, e := range env {
+		if strings.HasPrefix(e, k+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// Forwarded are the signals passed on to the container's process;
+// SIGCHLD, SIGPIPE, SIGURG (the Go scheduler's) and SIGWINCH (handled
+// with the terminal) are not.
+var Forwarded = []os.Signal{
+	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
+	unix.SIGALRM, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGPWR,
+	unix.SIGVTALRM, unix.SIGPROF, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGSYS, unix.SIGTRAP,
+}
+
+// Fail prints err the way every unroot stage does and returns code.
+func Fail(code int, err error) int { return fail(code, err) }
 
 func fail(code int, err error) int {
 	fmt.Fprintf(os.Stderr, "unroot: %v\n", err)
