@@ -31,6 +31,8 @@ type Message struct {
 	Net   *slirp.ChildConfig `json:"net,omitempty"`
 	Event string             `json:"event,omitempty"`
 	Pid   int                `json:"pid,omitempty"`
+	// StopSignal is the image's, with EventStarted.
+	StopSignal string `json:"stop_signal,omitempty"`
 }
 
 // MonitorMain runs as root in unroot's user namespace. It owns the store
@@ -109,7 +111,11 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	if s.Name != "" {
 		names = []string{s.Name}
 	}
-	ctr, err := store.CreateContainer(s.ID, names, img.ID, "", "", s.KeepID.containerOptions())
+	// `unroot start` runs a recorded container again, on its layer.
+	ctr, err := store.Container(s.ID)
+	if err != nil {
+		ctr, err = store.CreateContainer(s.ID, names, img.ID, "", "", s.KeepID.containerOptions())
+	}
 	if err != nil {
 		if errors.Is(err, storage.ErrDuplicateName) {
 			return ExitSetup, fmt.Errorf("the container name %q is already in use: choose another --name or remove that container", s.Name)
@@ -140,6 +146,15 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return ExitSetup, err
 	}
+	if s.Remove {
+		defer os.RemoveAll(runDir)
+	}
+	// The generated /etc files are remade at every start; the container's
+	// state and sockets live next to them.
+	runDir = filepath.Join(runDir, "etc")
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		return ExitSetup, err
+	}
 	defer os.RemoveAll(runDir)
 	if proc.EtcFiles, err = writeEtcFiles(runDir, proc, s, netCfg); err != nil {
 		return ExitSetup, err
@@ -147,12 +162,16 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	if err := s.KeepID.addEtcFiles(runDir, rootfs, proc.EtcFiles); err != nil {
 		return ExitSetup, err
 	}
-	return runInit(s, proc, ctl)
+	stopSignal := ""
+	if cfg != nil {
+		stopSignal = cfg.Config.StopSignal
+	}
+	return runInit(s, proc, ctl, stopSignal)
 }
 
 // runInit starts the container's PID 1 in its own namespaces and waits
 // for it, forwarding signals.
-func runInit(s *Spec, proc *Process, ctl *userns.Conn) (int, error) {
+func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string) (int, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return ExitSetup, err
@@ -201,7 +220,7 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn) (int, error) {
 		}
 		proc.Cgroup = true
 	}
-	_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid})
+	_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid, StopSignal: stopSignal})
 	if err := json.NewEncoder(specW).Encode(proc); err != nil {
 		_ = cmd.Process.Kill()
 	}

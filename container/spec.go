@@ -56,6 +56,8 @@ type Spec struct {
 	CapAdd     []string `json:"cap_add,omitempty"`
 	CapDrop    []string `json:"cap_drop,omitempty"`
 	Quiet      bool     `json:"quiet"`
+	// StopSignal: --stop-signal (else the image's, else SIGTERM).
+	StopSignal string `json:"stop_signal,omitempty"`
 	// SignalsFromTTY: the user's terminal delivers INT/QUIT/TSTP to the
 	// monitor directly, so nobody must forward them a second time.
 	SignalsFromTTY bool `json:"signals_from_tty"`

@@ -52,6 +52,8 @@ func cmdRun(g *globals, args []string) (err error) {
 	)
 	reg.add(fs)
 	fs.BoolVar(&s.Remove, "rm", false, "remove the container when it exits")
+	detach := fs.BoolP("detach", "d", false, "run the container in the background and print its ID")
+	fs.StringVar(&s.StopSignal, "stop-signal", "", "signal to stop the container (default: the image's, else SIGTERM)")
 	fs.BoolVarP(&s.Stdin, "interactive", "i", false, "keep STDIN open")
 	fs.BoolVarP(&s.Tty, "tty", "t", false, "allocate a pseudo-TTY")
 	fs.StringArrayVarP(&s.Env, "env", "e", nil, "set environment variables (KEY=VALUE, or KEY to pass the host's value)")
@@ -146,7 +148,35 @@ func cmdRun(g *globals, args []string) (err error) {
 	if s.Mapping.Kind == idmap.KindSingle {
 		s.Store.SquashOwnership()
 	}
-	code, err := container.Run(bg, &s)
+	if s.StopSignal != "" {
+		if _, err := container.SignalByName(s.StopSignal); err != nil {
+			return usageError{"run", err}
+		}
+	}
+	if s.Remove && !*detach {
+		// Nothing to record: the container is gone when run returns.
+		code, err := container.Run(bg, &s)
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			return exitError{code}
+		}
+		return nil
+	}
+	d := dirs(g)
+	c, err := createContainer(d, &s)
+	if err != nil {
+		return err
+	}
+	if *detach {
+		if err := container.StartDetached(d, c); err != nil {
+			return err
+		}
+		fmt.Println(c.ID)
+		return nil
+	}
+	code, err := container.RunRecorded(bg, d, c, &container.RunIO{})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,754 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"text/template"
+	"time"
+
+	"github.com/docker/go-units"
+	"go.podman.io/storage"
+
+	"github.com/unroot/unroot/container"
+	"github.com/unroot/unroot/image"
+)
+
+func dirs(g *globals) container.Dirs {
+	return container.Dirs{Data: g.paths.Data, Run: g.paths.Run}
+}
+
+// createContainer records a new container (config.json), with a unique
+// name.
+func createContainer(d container.Dirs, s *container.Spec) (*container.Config, error) {
+	unlock, err := d.LockAll()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if s.Name == "" {
+		s.Name = d.GenerateName()
+	} else if d.NameInUse(s.Name) {
+		return nil, fmt.Errorf("the container name %q is already in use: choose another --name or remove that container (unroot rm %s)", s.Name, s.Name)
+	}
+	c := &container.Config{ID: s.ID, Name: s.Name, Image: s.Image, Created: time.Now(), Spec: s}
+	// Registry passwords are not kept: a recorded container no longer pulls.
+	saved := *s
+	saved.Registry.Creds = ""
+	rec := *c
+	rec.Spec = &saved
+	if err := d.SaveConfig(&rec); err != nil {
+		return nil, fmt.Errorf("recording the container: %w", err)
+	}
+	return c, nil
+}
+
+// psRow is what ps --format templates see.
+type psRow struct {
+	ID, Image, Command, CreatedAt, RunningFor, Status, State, Names, Ports string
+	Pid                                                                    int
+	ExitCode                                                               int
+}
+
+func statusText(st *container.State, now time.Time) string {
+	switch st.Status {
+	case container.StatusRunning:
+		return "Up " + units.HumanDuration(now.Sub(st.StartedAt))
+	case container.StatusCreated:
+		return "Created"
+	}
+	if st.Unknown {
+		return "Exited (unknown)"
+	}
+	ago := ""
+	if !st.FinishedAt.IsZero() {
+		ago = " " + units.HumanDuration(now.Sub(st.FinishedAt)) + " ago"
+	}
+	return fmt.Sprintf("Exited (%d)%s", st.ExitCode, ago)
+}
+
+func commandOf(s *container.Spec) string {
+	var a []string
+	if s.Entrypoint != nil && *s.Entrypoint != "" {
+		a = append(a, *s.Entrypoint)
+	}
+	a = append(a, s.Cmd...)
+	return strings.Join(a, " ")
+}
+
+func portsOf(s *container.Spec) string {
+	var out []string
+	for _, p := range s.Publish {
+		ip := p.HostIP
+		if ip == "" {
+			ip = "0.0.0.0"
+		}
+		out = append(out, fmt.Sprintf("%s:%d->%d/%s", ip, p.HostPort, p.ContainerPort, p.Proto))
+	}
+	return strings.Join(out, ", ")
+}
+
+func cmdPs(g *globals, args []string) error {
+	fs := newFlags("ps")
+	all := fs.BoolP("all", "a", false, "show all containers (default shows just running)")
+	quiet := fs.BoolP("quiet", "q", false, "only display container IDs")
+	noTrunc := fs.Bool("no-trunc", false, "do not truncate output")
+	format := fs.String("format", "", "format the output with a Go template, e.g. '{{.ID}} {{.Names}} {{.Status}}'")
+	filters := fs.StringArrayP("filter", "f", nil, "filter output: name=REGEX, status=STATUS, id=PREFIX")
+	last := fs.IntP("last", "n", -1, "show n last created containers (includes all states)")
+	latest := fs.BoolP("latest", "l", false, "show the latest created container (includes all states)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *latest {
+		*last = 1
+	}
+	type filter struct{ key, val string }
+	var fl []filter
+	for _, f := range *filters {
+		k, v, ok := strings.Cut(f, "=")
+		switch {
+		case !ok:
+			return usageError{"ps", fmt.Errorf("bad filter %q: use KEY=VALUE", f)}
+		case k == "name":
+			if _, err := regexp.Compile(v); err != nil {
+				return usageError{"ps", fmt.Errorf("filter name=%s: %v", v, err)}
+			}
+		case k == "status":
+			switch v {
+			case "created", "running", "exited", "paused", "restarting", "removing", "dead":
+			default:
+				return usageError{"ps", fmt.Errorf("filter status=%s: use created, running or exited", v)}
+			}
+			*all = true
+		case k == "id":
+		default:
+			return usageError{"ps", fmt.Errorf("unsupported filter %q: use name, status or id", k)}
+		}
+		fl = append(fl, filter{k, v})
+	}
+	var tmpl *template.Template
+	if *format != "" {
+		f := strings.TrimPrefix(*format, "table ")
+		var err error
+		tmpl, err = template.New("ps").Funcs(template.FuncMap{"json": func(v any) string { b, _ := json.Marshal(v); return string(b) }}).Parse(f)
+		if err != nil {
+			return usageError{"ps", fmt.Errorf("--format: %v", err)}
+		}
+	}
+	d := dirs(g)
+	list, err := d.List()
+	if err != nil {
+		return err
+	}
+	if *last >= 0 && *last < len(list) {
+		list = list[:*last]
+		*all = true
+	}
+	now := time.Now()
+	var rows []psRow
+next:
+	for _, c := range list {
+		st := d.LoadState(c.ID)
+		if !*all && st.Status != container.StatusRunning {
+			continue
+		}
+		for _, f := range fl {
+			switch f.key {
+			case "name":
+				if !regexp.MustCompile(f.val).MatchString(c.Name) {
+					continue next
+				}
+			case "status":
+				if st.Status != f.val {
+					continue next
+				}
+			case "id":
+				if !strings.HasPrefix(c.ID, f.val) {
+					continue next
+				}
+			}
+		}
+		id, cmd := c.ID, commandOf(c.Spec)
+		if !*noTrunc {
+			id = id[:12]
+			if len(cmd) > 20 {
+				cmd = cmd[:19] + "…"
+			}
+		}
+		rows = append(rows, psRow{
+			ID: id, Image: c.Image, Command: strconv.Quote(cmd),
+			CreatedAt:  c.Created.Format("2006-01-02 15:04:05 -0700 MST"),
+			RunningFor: units.HumanDuration(now.Sub(c.Created)) + " ago",
+			Status:     statusText(st, now), State: st.Status, Names: c.Name,
+			Ports: portsOf(c.Spec), Pid: st.InitPid, ExitCode: st.ExitCode,
+		})
+	}
+	switch {
+	case *quiet:
+		for _, r := range rows {
+			fmt.Println(r.ID)
+		}
+	case tmpl != nil:
+		for _, r := range rows {
+			if err := tmpl.Execute(os.Stdout, r); err != nil {
+				return fmt.Errorf("--format: %w", err)
+			}
+			fmt.Println()
+		}
+	default:
+		w := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+		fmt.Fprintln(w, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES")
+		for _, r := range rows {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Image, r.Command, r.RunningFor, r.Status, r.Ports, r.Names)
+		}
+		return w.Flush()
+	}
+	return nil
+}
+
+// eachContainer runs f for every CONTAINER argument, reporting errors the
+// way Docker does (and exit status 1 if any failed).
+func eachContainer(g *globals, verb string, refs []string, f func(d container.Dirs, c *container.Config) error) error {
+	if len(refs) == 0 {
+		return usageError{verb, fmt.Errorf("requires at least 1 argument: CONTAINER")}
+	}
+	d := dirs(g)
+	failed := false
+	for _, ref := range refs {
+		c, err := d.Find(ref)
+		if err == nil {
+			err = f(d, c)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "unroot %s: %s: %v\n", verb, ref, err)
+			failed = true
+		}
+	}
+	if failed {
+		return exitError{1}
+	}
+	return nil
+}
+
+func stopSignal(c *container.Config, st *container.State) string {
+	if c.Spec.StopSignal != "" {
+		return c.Spec.StopSignal
+	}
+	return st.StopSignal
+}
+
+// stopContainer sends the stop signal, then SIGKILL after timeout.
+func stopContainer(d container.Dirs, c *container.Config, timeout time.Duration) error {
+	st := d.LoadState(c.ID)
+	if st.Status != container.StatusRunning {
+		return nil
+	}
+	sig, err := container.SignalByName(stopSignal(c, st))
+	if err != nil {
+		sig = 15
+	}
+	if err := container.Signal(st, sig); err == nil {
+		if _, done := d.WaitExit(c.ID, timeout); done {
+			return nil
+		}
+	}
+	return killWait(d, c)
+}
+
+func killWait(d container.Dirs, c *container.Config) error {
+	st := d.LoadState(c.ID)
+	if st.Status != container.StatusRunning {
+		return nil
+	}
+	_ = container.Signal(st, 9)
+	if _, done := d.WaitExit(c.ID, 10*time.Second); !done {
+		// The host-side process itself does not answer.
+		_ = container.Signal(&container.State{Status: container.StatusRunning, Pid: st.Pid}, 9)
+		if _, done := d.WaitExit(c.ID, 5*time.Second); !done {
+			return fmt.Errorf("the container does not stop (pid %d)", st.Pid)
+		}
+	}
+	return nil
+}
+
+func cmdStop(g *globals, args []string) error {
+	fs := newFlags("stop")
+	secs := fs.IntP("time", "t", 10, "seconds to wait for the container to stop before killing it")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return eachContainer(g, "stop", fs.Args(), func(d container.Dirs, c *container.Config) error {
+		if err := stopContainer(d, c, time.Duration(*secs)*time.Second); err != nil {
+			return err
+		}
+		fmt.Println(fsArgOr(c))
+		return nil
+	})
+}
+
+// fsArgOr is what Docker prints for a container acted on.
+func fsArgOr(c *container.Config) string { return c.Name }
+
+func cmdKill(g *globals, args []string) error {
+	fs := newFlags("kill")
+	sigName := fs.StringP("signal", "s", "KILL", "signal to send to the container")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	sig, err := container.SignalByName(*sigName)
+	if err != nil {
+		return usageError{"kill", err}
+	}
+	return eachContainer(g, "kill", fs.Args(), func(d container.Dirs, c *container.Config) error {
+		st := d.LoadState(c.ID)
+		if st.Status != container.StatusRunning {
+			return fmt.Errorf("container %s is not running", c.Name)
+		}
+		if err := container.Signal(st, sig); err != nil {
+			return err
+		}
+		fmt.Println(fsArgOr(c))
+		return nil
+	})
+}
+
+func cmdStart(g *globals, args []string) error {
+	fs := newFlags("start")
+	attach := fs.BoolP("attach", "a", false, "attach stdout/stderr and forward signals (runs in the foreground)")
+	interactive := fs.BoolP("interactive", "i", false, "attach the container's stdin")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *attach || *interactive {
+		if fs.NArg() != 1 {
+			return usageError{"start", fmt.Errorf("you cannot start and attach multiple containers at once")}
+		}
+		d := dirs(g)
+		c, err := d.Find(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if st := d.LoadState(c.ID); st.Status == container.StatusRunning {
+			return fmt.Errorf("container %s is already running", c.Name)
+		}
+		c.Spec.Stdin = *interactive
+		c.Spec.Remove = false
+		code, err := container.RunRecorded(bg, d, c, &container.RunIO{})
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			return exitError{code}
+		}
+		return nil
+	}
+	return eachContainer(g, "start", fs.Args(), func(d container.Dirs, c *container.Config) error {
+		if d.LoadState(c.ID).Status == container.StatusRunning {
+			fmt.Println(fsArgOr(c))
+			return nil
+		}
+		if err := container.StartDetached(d, c); err != nil {
+			return err
+		}
+		fmt.Println(fsArgOr(c))
+		return nil
+	})
+}
+
+func cmdRestart(g *globals, args []string) error {
+	fs := newFlags("restart")
+	secs := fs.IntP("time", "t", 10, "seconds to wait for the container to stop before killing it")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return eachContainer(g, "restart", fs.Args(), func(d container.Dirs, c *container.Config) error {
+		if err := stopContainer(d, c, time.Duration(*secs)*time.Second); err != nil {
+			return err
+		}
+		if err := container.StartDetached(d, c); err != nil {
+			return err
+		}
+		fmt.Println(fsArgOr(c))
+		return nil
+	})
+}
+
+func cmdWait(g *globals, args []string) error {
+	fs := newFlags("wait")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return eachContainer(g, "wait", fs.Args(), func(d container.Dirs, c *container.Config) error {
+		st, _ := d.WaitExit(c.ID, 0)
+		fmt.Println(st.ExitCode)
+		return nil
+	})
+}
+
+func cmdRm(g *globals, args []string) error {
+	fs := newFlags("rm")
+	force := fs.BoolP("force", "f", false, "kill a running container first")
+	fs.BoolP("volumes", "v", false, "remove anonymous volumes (accepted; unroot makes none)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageError{"rm", fmt.Errorf("requires at least 1 argument: CONTAINER")}
+	}
+	// The container's layer belongs to ids of the user namespace.
+	if done, err := inUserNS(g); done {
+		return err
+	}
+	var store storage.Store
+	defer func() {
+		if store != nil {
+			store.Shutdown(false)
+		}
+	}()
+	return eachContainer(g, "rm", fs.Args(), func(d container.Dirs, c *container.Config) error {
+		if d.LoadState(c.ID).Status == container.StatusRunning {
+			if !*force {
+				return fmt.Errorf("container %s is running: stop it first, or use rm -f", c.Name)
+			}
+			if err := killWait(d, c); err != nil {
+				return err
+			}
+		}
+		unlock, err := d.Lock(c.ID)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		if store == nil {
+			if store, err = image.Open(g.store); err != nil {
+				return err
+			}
+		}
+		if _, err := store.Container(c.ID); err == nil {
+			_, _ = store.Unmount(c.ID, true)
+			if err := store.DeleteContainer(c.ID); err != nil {
+				return fmt.Errorf("removing the container's layer: %w", err)
+			}
+		}
+		if err := d.Remove(c.ID); err != nil {
+			return err
+		}
+		fmt.Println(fsArgOr(c))
+		return nil
+	})
+}
+
+// inspectJSON is Docker's shape, as far as unroot has the facts.
+type inspectJSON struct {
+	ID      string `json:"Id"`
+	Created string
+	Path    string
+	Args    []string
+	State   struct {
+		Status     string
+		Running    bool
+		Pid        int
+		ExitCode   int
+		OOMKilled  bool
+		Error      string
+		StartedAt  string
+		FinishedAt string
+	}
+	Image   string
+	Name    string
+	LogPath string
+	Config  struct {
+		Hostname   string
+		User       string
+		Tty        bool
+		OpenStdin  bool
+		Env        []string
+		Cmd        []string
+		Image      string
+		WorkingDir string
+		Entrypoint []string
+		StopSignal string `json:",omitempty"`
+	}
+	Mounts          []any
+	NetworkSettings struct {
+		Ports map[string][]map[string]string
+	}
+	HostConfig struct {
+		NetworkMode string
+		AutoRemove  bool
+		CapAdd      []string
+		CapDrop     []string
+	}
+}
+
+func timeOrZero(t time.Time) string {
+	if t.IsZero() {
+		return "0001-01-01T00:00:00Z"
+	}
+	return t.Format(time.RFC3339Nano)
+}
+
+func cmdInspect(g *globals, args []string) error {
+	fs := newFlags("inspect")
+	format := fs.StringP("format", "f", "", "format the output with a Go template")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var tmpl *template.Template
+	if *format != "" {
+		var err error
+		tmpl, err = template.New("inspect").Funcs(template.FuncMap{"json": func(v any) string { b, _ := json.Marshal(v); return string(b) }}).Parse(*format)
+		if err != nil {
+			return usageError{"inspect", fmt.Errorf("--format: %v", err)}
+		}
+	}
+	var out []inspectJSON
+	err := eachContainer(g, "inspect", fs.Args(), func(d container.Dirs, c *container.Config) error {
+		st := d.LoadState(c.ID)
+		var j inspectJSON
+		j.ID, j.Name, j.Image, j.Created = c.ID, "/"+c.Name, c.Image, c.Created.Format(time.RFC3339Nano)
+		s := c.Spec
+		if s.Entrypoint != nil && *s.Entrypoint != "" {
+			j.Config.Entrypoint = []string{*s.Entrypoint}
+		}
+		all := append(append([]string{}, j.Config.Entrypoint...), s.Cmd...)
+		if len(all) > 0 {
+			j.Path, j.Args = all[0], all[1:]
+		}
+		j.State.Status = st.Status
+		j.State.Running = st.Status == container.StatusRunning
+		j.State.Pid = st.InitPid
+		j.State.ExitCode = st.ExitCode
+		j.State.OOMKilled = st.OOMKilled
+		j.State.Error = st.Error
+		j.State.StartedAt, j.State.FinishedAt = timeOrZero(st.StartedAt), timeOrZero(st.FinishedAt)
+		j.LogPath = d.LogPath(c.ID)
+		j.Config.Hostname, j.Config.User, j.Config.Tty, j.Config.OpenStdin = s.Hostname, s.User, s.Tty, s.Stdin
+		j.Config.Env, j.Config.Cmd, j.Config.Image, j.Config.WorkingDir = s.Env, s.Cmd, c.Image, s.Workdir
+		j.Config.StopSignal = stopSignal(c, st)
+		j.Mounts = []any{}
+		j.NetworkSettings.Ports = map[string][]map[string]string{}
+		for _, p := range s.Publish {
+			key := fmt.Sprintf("%d/%s", p.ContainerPort, p.Proto)
+			j.NetworkSettings.Ports[key] = append(j.NetworkSettings.Ports[key], map[string]string{"HostIp": p.HostIP, "HostPort": strconv.Itoa(p.HostPort)})
+		}
+		j.HostConfig.NetworkMode, j.HostConfig.AutoRemove = s.Net, s.Remove
+		j.HostConfig.CapAdd, j.HostConfig.CapDrop = s.CapAdd, s.CapDrop
+		out = append(out, j)
+		return nil
+	})
+	if tmpl != nil {
+		for _, j := range out {
+			// Templates see the JSON names (.State.Status, .Id).
+			b, _ := json.Marshal(j)
+			var m map[string]any
+			_ = json.Unmarshal(b, &m)
+			if err := tmpl.Execute(os.Stdout, m); err != nil {
+				return fmt.Errorf("--format: %w", err)
+			}
+			fmt.Println()
+		}
+		return err
+	}
+	if out == nil {
+		out = []inspectJSON{}
+	}
+	b, _ := json.MarshalIndent(out, "", "    ")
+	fmt.Println(string(b))
+	return err
+}
+
+func cmdLogs(g *globals, args []string) error {
+	fs := newFlags("logs")
+	follow := fs.BoolP("follow", "f", false, "follow log output")
+	tail := fs.StringP("tail", "n", "all", "number of lines to show from the end of the logs")
+	stamps := fs.BoolP("timestamps", "t", false, "show timestamps")
+	since := fs.String("since", "", "show logs since a timestamp (2013-01-02T13:23:37Z) or a relative time (42m)")
+	until := fs.String("until", "", "show logs before a timestamp or a relative time")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"logs", fmt.Errorf("requires exactly 1 argument: CONTAINER")}
+	}
+	n := -1
+	if *tail != "all" && *tail != "" {
+		v, err := strconv.Atoi(*tail)
+		if err != nil {
+			return usageError{"logs", fmt.Errorf("--tail must be a number or all")}
+		}
+		n = v
+	}
+	var sinceT, untilT time.Time
+	for _, p := range []struct {
+		s string
+		t *time.Time
+	}{{*since, &sinceT}, {*until, &untilT}} {
+		if p.s == "" {
+			continue
+		}
+		t, err := parseTime(p.s)
+		if err != nil {
+			return usageError{"logs", err}
+		}
+		*p.t = t
+	}
+	d := dirs(g)
+	c, err := d.Find(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	path := d.LogPath(c.ID)
+	var lines []string
+	for _, p := range []string{path + ".1", path} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		lines = append(lines, strings.SplitAfter(string(b), "\n")...)
+	}
+	// The part of the last line not yet terminated is left for -f.
+	var offset int64
+	if st, err := os.Stat(path); err == nil {
+		offset = st.Size()
+	}
+	if len(lines) > 0 && !strings.HasSuffix(lines[len(lines)-1], "\n") {
+		offset -= int64(len(lines[len(lines)-1]))
+		lines = lines[:len(lines)-1]
+	}
+	var parsed []container.LogLine
+	for _, l := range lines {
+		ll, ok := container.ParseLogLine(strings.TrimSuffix(l, "\n"))
+		if !ok {
+			continue
+		}
+		if !sinceT.IsZero() && ll.Time.Before(sinceT) || !untilT.IsZero() && ll.Time.After(untilT) {
+			continue
+		}
+		parsed = append(parsed, ll)
+	}
+	if n >= 0 {
+		// Count whole lines: a P line continues into the next.
+		full := 0
+		i := len(parsed)
+		for i > 0 && full < n {
+			i--
+			if !parsed[i].Partial {
+				full++
+			}
+		}
+		if full == n && i > 0 && n > 0 {
+			for i > 0 && parsed[i-1].Partial {
+				i--
+			}
+		}
+		if n == 0 {
+			i = len(parsed)
+		}
+		parsed = parsed[i:]
+	}
+	out := bufio.NewWriter(os.Stdout)
+	errOut := bufio.NewWriter(os.Stderr)
+	emit := func(ll container.LogLine) {
+		w := out
+		if ll.Stream == "stderr" {
+			w = errOut
+		}
+		if *stamps {
+			w.WriteString(ll.Time.Format(time.RFC3339Nano) + " ")
+		}
+		w.WriteString(ll.Text)
+		if !ll.Partial {
+			w.WriteString("\n")
+		}
+	}
+	for _, ll := range parsed {
+		emit(ll)
+	}
+	out.Flush()
+	errOut.Flush()
+	if !*follow {
+		return nil
+	}
+	return followLog(d, c, path, offset, emit, func() { out.Flush(); errOut.Flush() })
+}
+
+// followLog prints what is appended to the log from offset on until the
+// container stops; a rotation starts again at the new file's beginning.
+func followLog(d container.Dirs, c *container.Config, path string, offset int64, emit func(container.LogLine), flush func()) error {
+	f, err := os.Open(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	var pending string
+	stoppedOnce := false
+	for {
+		if f == nil {
+			f, _ = os.Open(path)
+			offset = 0
+		}
+		if f != nil {
+			if st, err := os.Stat(path); err == nil && st.Size() < offset {
+				f.Close()
+				f, _ = os.Open(path)
+				offset = 0
+			}
+		}
+		if f != nil {
+			b := make([]byte, 64<<10)
+			for {
+				m, err := f.ReadAt(b, offset)
+				if m > 0 {
+					offset += int64(m)
+					pending += string(b[:m])
+					for {
+						i := strings.IndexByte(pending, '\n')
+						if i < 0 {
+							break
+						}
+						if ll, ok := container.ParseLogLine(pending[:i]); ok {
+							emit(ll)
+						}
+						pending = pending[i+1:]
+					}
+				}
+				if err == io.EOF || m == 0 {
+					break
+				}
+			}
+			flush()
+		}
+		if d.LoadState(c.ID).Status != container.StatusRunning {
+			if stoppedOnce {
+				return nil
+			}
+			// One more pass for what was written last.
+			stoppedOnce = true
+			continue
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func parseTime(s string) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	if v, err := strconv.ParseFloat(s, 64); err == nil {
+		return time.Unix(0, int64(v*1e9)), nil
+	}
+	return time.Time{}, fmt.Errorf("cannot parse time %q: use RFC 3339 (2006-01-02T15:04:05Z), a Unix time or a duration (10m)", s)
+}
