@@ -149,6 +149,9 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	if s.Remove {
 		defer os.RemoveAll(runDir)
 	}
+	// `unroot exec` talks to the container's init through this socket.
+	proc.ExecSocket = filepath.Join(runDir, "exec.sock")
+	defer os.Remove(proc.ExecSocket)
 	// The generated /etc files are remade at every start; the container's
 	// state and sockets live next to them.
 	runDir = filepath.Join(runDir, "etc")

@@ -306,3 +306,5 @@ func (d Dirs) GenerateName() string {
 		}
 	}
 }
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

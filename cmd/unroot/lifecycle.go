@@ -752,3 +752,56 @@ func parseTime(s string) (time.Time, error) {
 	}
 	return time.Time{}, fmt.Errorf("cannot parse time %q: use RFC 3339 (2006-01-02T15:04:05Z), a Unix time or a duration (10m)", s)
 }
+
+func cmdExec(g *globals, args []string) error {
+	fs := newFlags("exec")
+	fs.SetInterspersed(false)
+	var req container.ExecRequest
+	interactive := fs.BoolP("interactive", "i", false, "keep STDIN open")
+	fs.BoolVarP(&req.Tty, "tty", "t", false, "allocate a pseudo-TTY")
+	fs.BoolVarP(&req.Detach, "detach", "d", false, "run the command in the background")
+	fs.StringArrayVarP(&req.Env, "env", "e", nil, "set environment variables (KEY=VALUE, or KEY to pass the host's value)")
+	fs.StringVarP(&req.Cwd, "workdir", "w", "", "working directory inside the container")
+	fs.StringVarP(&req.User, "user", "u", "", "user name or UID, optionally with group (USER[:GROUP])")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 2 {
+		return usageError{"exec", fmt.Errorf("requires at least 2 arguments: CONTAINER COMMAND [ARG...]")}
+	}
+	if req.Tty && *interactive && !isTerminal(os.Stdin) {
+		return fmt.Errorf("the input device is not a TTY: drop -t, or run from a terminal")
+	}
+	var env []string
+	for _, e := range req.Env {
+		if !strings.Contains(e, "=") {
+			v, ok := os.LookupEnv(e)
+			if !ok {
+				continue
+			}
+			e += "=" + v
+		}
+		env = append(env, e)
+	}
+	req.Env = env
+	req.Args = fs.Args()[1:]
+	d := dirs(g)
+	c, err := d.Find(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if d.LoadState(c.ID).Status != container.StatusRunning {
+		return fmt.Errorf("container %s is not running: start it first (unroot start %s)", c.Name, c.Name)
+	}
+	code, err := container.Exec(d, c.ID, req, *interactive)
+	if err != nil {
+		if errors.Is(err, container.ErrReported) {
+			return exitError{code}
+		}
+		return err
+	}
+	if code != 0 {
+		return exitError{code}
+	}
+	return nil
+}

@@ -52,6 +52,7 @@ func init() {
 		{"kill", "[flags] CONTAINER [CONTAINER...]", "Kill one or more running containers", cmdKill},
 		{"rm", "[flags] CONTAINER [CONTAINER...]", "Remove one or more containers", cmdRm},
 		{"wait", "CONTAINER [CONTAINER...]", "Block until containers stop, then print their exit codes", cmdWait},
+		{"exec", "[flags] CONTAINER COMMAND [ARG...]", "Run a command in a running container", cmdExec},
 		{"logs", "[flags] CONTAINER", "Fetch the logs of a container", cmdLogs},
 		{"inspect", "[flags] CONTAINER [CONTAINER...]", "Return low-level information on containers", cmdInspect},
 		{"pull", "[flags] IMAGE", "Pull an image from a registry", cmdPull},

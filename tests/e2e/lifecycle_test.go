@@ -256,3 +256,99 @@ func TestLifecycleKilledMonitor(t *testing.T) {
 		t.Errorf("rm left %d containers in the store", n)
 	}
 }
+
+// exec runs processes in a running container through its init: exit
+// codes, -e -w -u, stdin, -d, a terminal with -it.
+func TestLifecycleExec(t *testing.T) {
+	t.Parallel()
+	s := lifecycleSandbox(t)
+	s.run("run", "-d", "--tls-verify=false", "--name", "box", "-e", "FROM_RUN=1", "-w", "/srv", busybox(), "sh", "-c", "echo hello > /srv/greeting; exec sleep 1000").ok(t)
+	s.run("exec", "box", "sh", "-c", "exit 5").wantCode(t, 5)
+	s.run("exec", "box", "nonexistent-cmd").wantCode(t, 127)
+	eventually(t, "the container's file", 10*time.Second, func() bool {
+		return s.run("exec", "box", "cat", "/srv/greeting").out() == "hello"
+	})
+	// The container's environment and working directory by default.
+	s.run("exec", "box", "sh", "-c", `echo "$FROM_RUN $PWD"`).wantOut(t, "1 /srv")
+	s.run("exec", "-e", "FOO=bar", "-w", "/tmp", "-u", "nobody", "box", "sh", "-c", `echo "$FOO $PWD $(id -u) $FROM_RUN"`).wantOut(t, "bar /tmp 65534 1")
+	// The process is in the container: its PID namespace, its init as parent.
+	s.run("exec", "box", "sh", "-c", `echo $PPID; cut -c1-11 /proc/1/comm`).wantOut(t, "1\nunroot-init")
+	s.runWith(runOpts{stdin: strings.NewReader("piped\n")}, "exec", "-i", "box", "cat").wantOut(t, "piped")
+	// Without -i, stdin is empty.
+	s.runWith(runOpts{stdin: strings.NewReader("piped\n")}, "exec", "box", "cat").wantOut(t, "")
+	s.run("exec", "-d", "box", "sh", "-c", "sleep 0.3; touch /tmp/detached-done").ok(t)
+	eventually(t, "the detached exec", 10*time.Second, func() bool {
+		return s.run("exec", "box", "test", "-e", "/tmp/detached-done").code == 0
+	})
+	// The same capabilities, no_new_privs and cgroup as the main process.
+	main := s.run("exec", "box", "sh", "-c", "grep -E '^(Cap|NoNewPrivs)' /proc/1/status; echo; cat /proc/self/cgroup").ok(t)
+	_ = main
+	want := s.run("exec", "box", "sh", "-c", "pid=$(pidof sleep); grep -E '^(Cap|NoNewPrivs)' /proc/$pid/status; echo; cat /proc/$pid/cgroup").ok(t).out()
+	got := s.run("exec", "box", "sh", "-c", "grep -E '^(Cap|NoNewPrivs)' /proc/self/status; echo; cat /proc/self/cgroup").ok(t).out()
+	if got != want {
+		t.Errorf("an exec'd process differs from the container's:\nexec:\n%s\nmain:\n%s", got, want)
+	}
+	if !strings.Contains(got, "NoNewPrivs:\t1") {
+		t.Errorf("exec without no_new_privs:\n%s", got)
+	}
+
+	p := s.startPTY("exec", "-it", "box", "sh")
+	p.expect("# ", 30*time.Second)
+	p.send("tty; echo in-$((2+3))\r")
+	p.expect("/dev/pts/", 10*time.Second)
+	p.expect("in-5", 10*time.Second)
+	p.send("exit 3\r")
+	p.wait(30*time.Second).wantCode(t, 3)
+
+	s.run("stop", "-t", "1", "box").ok(t)
+	s.run("exec", "box", "true").wantCode(t, 125).wantStderr(t, "not running")
+}
+
+// CVE-2019-5736 class: from an exec'd process, no unroot binary on the host
+// can be opened through /proc (the container's init and the monitor are
+// not dumpable), and nothing of the host's filesystem is reachable.
+func TestLifecycleExecSecurity(t *testing.T) {
+	t.Parallel()
+	s := lifecycleSandbox(t)
+	s.run("run", "-d", "--tls-verify=false", "--name", "sec", busybox(), "sleep", "1000").ok(t)
+	script := `
+found=0
+for d in /proc/[0-9]*; do
+	[ -r $d/comm ] || continue
+	comm=$(cat $d/comm 2>/dev/null)
+	case "$comm" in unroot*) found=1;; *) continue;; esac
+	if head -c 4 $d/exe >/dev/null 2>&1; then echo "READABLE $d/exe ($comm)"; fi
+	if (echo x >> $d/exe) 2>/dev/null; then echo "WRITABLE $d/exe ($comm)"; fi
+	if ls $d/root/ >/dev/null 2>&1; then echo "ROOT $d/root ($comm)"; fi
+	# Root of the container may list the init's descriptor numbers, not
+	# follow or open them.
+	for f in $d/fd/* $d/map_files/*; do
+		[ -e "$f" ] || [ -L "$f" ] || continue
+		if readlink $f >/dev/null 2>&1; then echo "FD-LINK $f ($comm)"; fi
+		if (: < $f) 2>/dev/null; then echo "FD-OPEN $f ($comm)"; fi
+	done
+	if ls $d/cwd/ >/dev/null 2>&1; then echo "CWD $d/cwd ($comm)"; fi
+done
+[ $found = 1 ] || echo "NO-INIT-FOUND"
+for f in "$@"; do [ -e "$f" ] && echo "HOST-PATH $f"; done
+exit 0
+`
+	hostPaths := []string{suite.bin, s.home, suite.state, s.runtimeDir}
+	for _, user := range []string{"0", "nobody"} {
+		r := s.run(append([]string{"exec", "-u", user, "sec", "sh", "-c", script, "sh"}, hostPaths...)...).ok(t)
+		if r.out() != "" {
+			t.Errorf("exec -u %s: the host is reachable from the container:\n%s", user, r)
+		}
+	}
+	// The exec socket is the user's alone.
+	st, err := os.Stat(filepath.Join(s.runtimeDir, "unroot", "containers", inspect(t, s, "sec").ID, "exec.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode()&os.ModeSocket == 0 || st.Mode().Perm() != 0o600 {
+		t.Errorf("exec.sock: mode %v, want a socket with 0600", st.Mode())
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid != suite.user.uid {
+		t.Errorf("exec.sock belongs to uid %d, not the user's %d", sys.Uid, suite.user.uid)
+	}
+}
