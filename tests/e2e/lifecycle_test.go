@@ -251,6 +251,26 @@ func TestLifecycleKilledMonitor(t *testing.T) {
 	if got := psLine(t, s, "a"); !strings.HasPrefix(got, "a Up") {
 		t.Errorf("start after kill -9: %q", got)
 	}
+	s.run("exec", "a", "touch", "/kept").ok(t)
+
+	// A reboot: every process gone, the run directory (a tmpfs) empty.
+	pid = int(state("a")["pid"].(float64))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a's processes to go", 10*time.Second, func() bool {
+		return syscall.Kill(pid, 0) != nil || procState(pid) == "Z"
+	})
+	if err := removeTree(filepath.Join(s.runtimeDir, "unroot"), s.user); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if got := psLine(t, s, name); got != name+" Exited (unknown)" {
+			t.Errorf("ps -a after a reboot: want %s Exited (unknown), got %q", name, got)
+		}
+	}
+	s.run("start", "a").ok(t)
+	s.run("exec", "a", "test", "-e", "/kept").ok(t)
 	s.run("rm", "-f", "a", "b").ok(t)
 	if n := s.containerCount(t); n != 0 {
 		t.Errorf("rm left %d containers in the store", n)
@@ -350,5 +370,67 @@ exit 0
 	}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid != suite.user.uid {
 		t.Errorf("exec.sock belongs to uid %d, not the user's %d", sys.Uid, suite.user.uid)
+	}
+}
+
+// procState is the state letter of /proc/PID/stat ("" if gone).
+func procState(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+3 > len(s) {
+		return ""
+	}
+	return s[i+2 : i+3]
+}
+
+// logs -f follows a running container to its end; --since filters; the
+// stop signal is --stop-signal's.
+func TestLifecycleLogsFollowAndStopSignal(t *testing.T) {
+	t.Parallel()
+	s := lifecycleSandbox(t)
+	s.run("run", "-d", "--tls-verify=false", "--name", "ticker", "--stop-signal", "USR1", busybox(), "sh", "-c",
+		`trap "echo got USR1; exit 7" USR1; trap "echo got TERM; exit 8" TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done`).ok(t)
+	eventually(t, "some ticks", 20*time.Second, func() bool {
+		return strings.Contains(s.run("logs", "ticker").stdout, "tick 3")
+	})
+	done := make(chan result, 1)
+	go func() { done <- s.run("logs", "-f", "--tail", "1", "ticker") }()
+	time.Sleep(1500 * time.Millisecond)
+	s.run("stop", "ticker").ok(t)
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("logs -f did not end with the container")
+	}
+	r.ok(t)
+	lines := strings.Split(r.out(), "\n")
+	if len(lines) < 5 || !strings.HasPrefix(lines[0], "tick ") || lines[len(lines)-1] != "got USR1" {
+		t.Errorf("logs -f --tail 1: want ticks then got USR1, got:\n%s", r)
+	}
+	if got := s.run("wait", "ticker").ok(t).out(); got != "7" {
+		t.Errorf("--stop-signal USR1: want exit 7, got %q", got)
+	}
+	if got := s.run("logs", "--since", "1h", "ticker").ok(t).out(); !strings.Contains(got, "tick 1\n") {
+		t.Errorf("logs --since 1h misses lines:\n%s", got)
+	}
+	if got := s.run("logs", "--since", time.Now().Add(time.Hour).Format(time.RFC3339), "ticker").ok(t).out(); got != "" {
+		t.Errorf("logs --since the future: %q", got)
+	}
+	// The log is in the k8s-file format, next to the config.
+	id := inspect(t, s, "ticker").ID
+	b, err := os.ReadFile(filepath.Join(s.home, ".local", "share", "unroot", "containers", id, "ctr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := strings.SplitN(string(b), "\n", 2)[0]
+	if f := strings.SplitN(first, " ", 4); len(f) != 4 || f[1] != "stdout" || f[2] != "F" || f[3] != "tick 1" {
+		t.Errorf("log line %q is not k8s-file", first)
+	} else if _, err := time.Parse(time.RFC3339Nano, f[0]); err != nil {
+		t.Errorf("log line %q: %v", first, err)
 	}
 }
