@@ -53,6 +53,10 @@ func cmdRun(g *globals, args []string) (err error) {
 	reg.add(fs)
 	fs.BoolVar(&s.Remove, "rm", false, "remove the container when it exits")
 	detach := fs.BoolP("detach", "d", false, "run the container in the background and print its ID")
+	volumes := fs.StringArrayP("volume", "v", nil, "bind mount a volume: HOST-DIR:CONTAINER-DIR[:ro|rw], NAME:CONTAINER-DIR (a named volume) or CONTAINER-DIR")
+	tmpfs := fs.StringArray("tmpfs", nil, "mount a tmpfs: CONTAINER-DIR[:OPTIONS]")
+	fs.BoolVar(&s.ReadOnly, "read-only", false, "mount the container's root filesystem read-only")
+	envFiles := fs.StringArray("env-file", nil, "read environment variables from a file")
 	fs.StringVar(&s.StopSignal, "stop-signal", "", "signal to stop the container (default: the image's, else SIGTERM)")
 	fs.BoolVarP(&s.Stdin, "interactive", "i", false, "keep STDIN open")
 	fs.BoolVarP(&s.Tty, "tty", "t", false, "allocate a pseudo-TTY")
@@ -118,6 +122,31 @@ func cmdRun(g *globals, args []string) (err error) {
 	}
 	if fs.Changed("entrypoint") {
 		s.Entrypoint = &entrypoint
+	}
+	if len(*envFiles) > 0 {
+		var fromFiles []string
+		for _, f := range *envFiles {
+			env, err := readEnvFile(f)
+			if err != nil {
+				return usageError{"run", err}
+			}
+			fromFiles = append(fromFiles, env...)
+		}
+		s.Env = append(fromFiles, s.Env...)
+	}
+	for _, v := range *volumes {
+		m, err := parseVolume(g, v)
+		if err != nil {
+			return usageError{"run", err}
+		}
+		s.Mounts = append(s.Mounts, m)
+	}
+	for _, v := range *tmpfs {
+		dst, opts, _ := strings.Cut(v, ":")
+		if !strings.HasPrefix(dst, "/") {
+			return usageError{"run", fmt.Errorf("--tmpfs %q: the container path must be absolute", v)}
+		}
+		s.Mounts = append(s.Mounts, container.Mount{Type: "tmpfs", Destination: dst, Options: opts})
 	}
 	// -e KEY passes the host's value, as in Docker.
 	for i, e := range s.Env {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -804,4 +805,91 @@ func cmdExec(g *globals, args []string) error {
 		return exitError{code}
 	}
 	return nil
+}
+
+var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// parseVolume parses -v: HOST:CTR[:OPTS], NAME:CTR[:OPTS] (a named volume
+// under the data directory) or CTR (an anonymous one).
+func parseVolume(g *globals, v string) (container.Mount, error) {
+	parts := strings.Split(v, ":")
+	var src, dst, opts string
+	switch len(parts) {
+	case 1:
+		dst = parts[0]
+	case 2:
+		if strings.HasPrefix(parts[1], "/") {
+			src, dst = parts[0], parts[1]
+		} else {
+			dst, opts = parts[0], parts[1]
+		}
+	case 3:
+		src, dst, opts = parts[0], parts[1], parts[2]
+	default:
+		return container.Mount{}, fmt.Errorf("-v %q: use HOST-DIR:CONTAINER-DIR[:ro]", v)
+	}
+	if !strings.HasPrefix(dst, "/") {
+		return container.Mount{}, fmt.Errorf("-v %q: the container path must be absolute", v)
+	}
+	m := container.Mount{Type: "bind", Destination: dst}
+	for _, o := range strings.Split(opts, ",") {
+		switch o {
+		case "", "rw", "z", "Z", "bind", "rbind", "private", "rprivate", "delegated", "cached", "consistent":
+		case "ro", "readonly":
+			m.ReadOnly = true
+		default:
+			return container.Mount{}, fmt.Errorf("-v %q: unknown option %q (use ro or rw)", v, o)
+		}
+	}
+	switch {
+	case src == "":
+		src = container.NewID()
+		fallthrough
+	case !strings.HasPrefix(src, "/") && !strings.HasPrefix(src, "."):
+		if !volumeName.MatchString(src) {
+			return m, fmt.Errorf("-v %q: %q is neither an absolute host path nor a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)", v, src)
+		}
+		// A named volume: a directory of the user's, root's inside.
+		dir := filepath.Join(g.paths.Data, "volumes", src, "_data")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return m, fmt.Errorf("creating volume %s: %w", src, err)
+		}
+		m.Source = dir
+	default:
+		abs, err := filepath.Abs(src)
+		if err != nil {
+			return m, err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return m, fmt.Errorf("-v %q: %w (unroot does not create host directories)", v, err)
+		}
+		m.Source = abs
+	}
+	return m, nil
+}
+
+// readEnvFile reads Docker's --env-file: KEY=VALUE lines, # comments, KEY
+// alone for the host's value.
+func readEnvFile(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--env-file: %w", err)
+	}
+	var env []string
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimRight(line, "\r")
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		line = strings.TrimLeft(line, " \t")
+		if !strings.Contains(line, "=") {
+			v, ok := os.LookupEnv(line)
+			if !ok {
+				continue
+			}
+			line += "=" + v
+		}
+		env = append(env, line)
+	}
+	return env, nil
 }

@@ -40,6 +40,9 @@ type Process struct {
 	// ExecSocket is where `unroot exec` finds us (a host path, bound
 	// before pivot_root); "" for none.
 	ExecSocket string `json:"exec_socket,omitempty"`
+	// Mounts are the -v and --tmpfs volumes; ReadOnly: --read-only.
+	Mounts   []Mount `json:"mounts,omitempty"`
+	ReadOnly bool    `json:"read_only,omitempty"`
 }
 
 // StageInit is the stage name of the container's init process.

@@ -434,3 +434,59 @@ func TestLifecycleLogsFollowAndStopSignal(t *testing.T) {
 		t.Errorf("log line %q: %v", first, err)
 	}
 }
+
+// -v bind mounts (rw, ro, named), --tmpfs, --read-only, --env-file.
+func TestLifecycleVolumes(t *testing.T) {
+	t.Parallel()
+	s := lifecycleSandbox(t)
+	host := filepath.Join(s.home, "shared")
+	if err := os.MkdirAll(filepath.Join(host, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(host, "from-host"), []byte("hi from host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	envFile := filepath.Join(s.home, "env.list")
+	if err := os.WriteFile(envFile, []byte("# comment\nFROM_FILE=yes\n\nOVERRIDDEN=file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{s.home, host, filepath.Join(host, "sub"), filepath.Join(host, "from-host"), envFile} {
+		if s.user.switchTo {
+			_ = os.Chown(p, int(s.user.uid), int(s.user.gid))
+		}
+	}
+	s.runSh(busybox(), `cat /mnt/from-host; echo written > /mnt/sub/from-ctr; echo ro > /ro/x 2>/dev/null && echo RO-WRITABLE; cat /ro/from-host`,
+		"-v", host+":/mnt", "-v", host+":/ro:ro").ok(t)
+	r := s.runSh(busybox(), `cat /mnt/from-host; echo written > /mnt/sub/from-ctr; echo ro > /ro/x 2>/dev/null && echo RO-WRITABLE; cat /ro/sub/from-ctr`,
+		"-v", host+":/mnt", "-v", host+":/ro:ro").ok(t)
+	if r.out() != "hi from host\nwritten" {
+		t.Errorf("bind mounts:\n%s", r)
+	}
+	if b, err := os.ReadFile(filepath.Join(host, "sub", "from-ctr")); err != nil || string(b) != "written\n" {
+		t.Errorf("the container's write to the volume is not on the host: %q %v", b, err)
+	}
+	// A named volume outlives its container.
+	s.runSh(busybox(), "echo kept > /v/file", "-v", "myvol:/v").ok(t)
+	s.runSh(busybox(), "cat /v/file", "-v", "myvol:/v").wantOut(t, "kept")
+	// --tmpfs: a fresh tmpfs, noexec by default.
+	s.runSh(busybox(), "grep ' /scratch ' /proc/mounts | cut -d' ' -f3,4 | tr , ' '", "--tmpfs", "/scratch:size=1m").ok(t)
+	r = s.runSh(busybox(), "grep ' /scratch ' /proc/mounts", "--tmpfs", "/scratch:size=1m")
+	if !strings.Contains(r.stdout, "tmpfs") || !strings.Contains(r.stdout, "noexec") {
+		t.Errorf("--tmpfs:\n%s", r)
+	}
+	// --read-only: the root refuses writes, volumes and tmpfs do not.
+	s.runSh(busybox(), "touch /rootfile 2>/dev/null && echo ROOT-WRITABLE; touch /t/ok /mnt/ok && echo fine", "--read-only", "--tmpfs", "/t", "-v", host+":/mnt").wantOut(t, "fine")
+	// --env-file, then -e over it.
+	s.runSh(busybox(), `echo "$FROM_FILE $OVERRIDDEN"`, "--env-file", envFile, "-e", "OVERRIDDEN=flag").wantOut(t, "yes flag")
+	// A symlink on the way to a mount point resolves inside the rootfs,
+	// never to the host's directories.
+	victim := filepath.Join(suite.state, "victim-"+strconv.Itoa(os.Getpid()))
+	if err := os.Symlink("/../../../.."+victim, filepath.Join(host, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	s.runSh(busybox(), "test -e "+victim+"/inner/from-host && echo inside", "-v", host+":/mnt", "-v", host+":/mnt/escape/inner").wantOut(t, "inside")
+	if _, err := os.Lstat(victim); err == nil {
+		t.Errorf("a volume's mount point was created on the host at %s", victim)
+	}
+	s.run("run", "-v", "relative-missing/path:/x", busybox(), "true").wantCode(t, 125).wantStderr(t, "absolute")
+}
