@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unroot/unroot/slirp"
 )
 
 // Environment of the detached per-container process: the container's id
@@ -59,9 +61,17 @@ func RunRecorded(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 			userStart(mon, init, sig)
 		}
 	}
+	userPorts := rio.OnPorts
+	rio.OnPorts = func(p []slirp.PortSpec) {
+		update(func(st *State) { st.Ports = p })
+		if userPorts != nil {
+			userPorts(p)
+		}
+	}
 	code, err := RunWith(ctx, c.Spec, rio)
 	update(func(st *State) {
 		st.Status = StatusExited
+		st.Ports = nil
 		st.Pid, st.PidStart, st.MonitorPid, st.InitPid = 0, 0, 0, 0
 		st.FinishedAt = time.Now()
 		st.ExitCode = code

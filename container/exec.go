@@ -26,22 +26,11 @@ type ExecRequest = cinit.ExecRequest
 // directly, or a terminal of the container's devpts with req.Tty. It
 // returns the process's exit code.
 func Exec(d Dirs, id string, req ExecRequest, interactive bool) (int, error) {
-	path := filepath.Join(d.StateDir(id), "exec.sock")
-	dir, err := unix.Open(filepath.Dir(path), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := dialExec(d, id)
 	if err != nil {
-		return ExitSetup, fmt.Errorf("the container's run directory: %w", err)
-	}
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		unix.Close(dir)
 		return ExitSetup, err
 	}
 	defer unix.Close(fd)
-	err = unix.Connect(fd, &unix.SockaddrUnix{Name: "/proc/self/fd/" + strconv.Itoa(dir) + "/exec.sock"})
-	unix.Close(dir)
-	if err != nil {
-		return ExitSetup, fmt.Errorf("connecting to the container (is it running?): %w", err)
-	}
 	var files []*os.File
 	if !req.Tty {
 		devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
@@ -138,4 +127,88 @@ func Exec(d Dirs, id string, req ExecRequest, interactive bool) (int, error) {
 			return *m.Exit, nil
 		}
 	}
+}
+
+// dialExec connects to the container's exec socket.
+func dialExec(d Dirs, id string) (int, error) {
+	path := filepath.Join(d.StateDir(id), "exec.sock")
+	dir, err := unix.Open(filepath.Dir(path), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("the container's run directory: %w", err)
+	}
+	defer unix.Close(dir)
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: "/proc/self/fd/" + strconv.Itoa(dir) + "/exec.sock"}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("connecting to the container (is it running?): %w", err)
+	}
+	return fd, nil
+}
+
+// CopyFrom copies ctrPath out of a running container to hostPath, the way
+// docker cp does. The container's init writes a tar stream, read here
+// with every name confined to the destination.
+func CopyFrom(d Dirs, id, ctrPath, hostPath string) error {
+	name := filepath.Base(filepath.Clean("/" + ctrPath))
+	dir, top, err := cinit.CopyPlan(hostPath, name)
+	if err != nil {
+		return err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	err = copyRequest(d, id, ExecRequest{Copy: "from", Path: ctrPath}, w, func() error { return cinit.ExtractTar(r, dir, top) })
+	return err
+}
+
+// CopyTo copies hostPath into a running container at ctrPath.
+func CopyTo(d Dirs, id, hostPath, ctrPath string) error {
+	if _, err := os.Lstat(hostPath); err != nil {
+		return err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	name := filepath.Base(filepath.Clean(hostPath))
+	return copyRequest(d, id, ExecRequest{Copy: "to", Path: ctrPath, Args: []string{name}}, r, func() error {
+		err := cinit.WriteTar(w, hostPath, name)
+		w.Close()
+		return err
+	})
+}
+
+// copyRequest sends req with the container's end of a pipe, runs ours,
+// and waits for the container's verdict.
+func copyRequest(d Dirs, id string, req ExecRequest, theirs *os.File, ours func() error) error {
+	fd, err := dialExec(d, id)
+	if err != nil {
+		theirs.Close()
+		return err
+	}
+	defer unix.Close(fd)
+	b, _ := jsonMarshal(req)
+	err = unix.Sendmsg(fd, b, unix.UnixRights(int(theirs.Fd())), nil, 0)
+	theirs.Close()
+	if err != nil {
+		return err
+	}
+	ourErr := ours()
+	var rep cinit.ExecReply
+	_, err = cinit.RecvMsg(fd, &rep)
+	if ourErr != nil {
+		return ourErr // the container's side then only saw a cut stream
+	}
+	if err != nil {
+		return fmt.Errorf("the container did not answer: %w", err)
+	}
+	if rep.Error != "" {
+		return errors.New(rep.Error)
+	}
+	return ourErr
 }

@@ -42,6 +42,9 @@ type RunIO struct {
 	// OnStart is called once the container's init runs (pids as the host
 	// sees them).
 	OnStart func(monitorPid, initPid int, stopSignal string)
+	// OnPorts is called with the published ports once they are bound
+	// (host ports chosen by then).
+	OnPorts func([]slirp.PortSpec)
 	// OOMKilled is set on return when the kernel's OOM killer killed a
 	// process of the container.
 	OOMKilled bool
@@ -173,6 +176,9 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 		_ = child.Cmd.Process.Kill()
 		_ = child.Cmd.Wait()
 		return ExitSetup, err
+	}
+	if netHost != nil && rio.OnPorts != nil && len(s.Publish) > 0 {
+		rio.OnPorts(netHost.Ports())
 	}
 	go func() {
 		// After the handshake the monitor only reports the start.

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unroot/unroot/slirp"
 )
 
 // Container states, as Docker names them.
@@ -51,6 +53,8 @@ type State struct {
 	ExitCode   int       `json:"exit_code"`
 	OOMKilled  bool      `json:"oom_killed,omitempty"`
 	Error      string    `json:"error,omitempty"`
+	// Ports are the published ports, as bound.
+	Ports []slirp.PortSpec `json:"ports,omitempty"`
 	// Unknown: the host-side process died without recording the end
 	// (kill -9, reboot); the exit code is not known.
 	Unknown bool `json:"unknown,omitempty"`
@@ -308,3 +312,85 @@ func (d Dirs) GenerateName() string {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// ProcInfo is a process as `unroot top` shows it.
+type ProcInfo struct {
+	Pid, PPid, UID int
+	Start          time.Time
+	CPU            time.Duration
+	Cmd            string
+}
+
+// Descendants returns pid and every process below it (from /proc).
+func Descendants(root int) []ProcInfo {
+	ents, _ := os.ReadDir("/proc")
+	infos := map[int]ProcInfo{}
+	children := map[int][]int{}
+	boot := bootTime()
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 20 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		stt, _ := strconv.ParseInt(f[12], 10, 64)
+		start, _ := strconv.ParseInt(f[19], 10, 64)
+		const hz = 100
+		info := ProcInfo{Pid: pid, PPid: ppid, CPU: time.Duration(ut+stt) * time.Second / hz,
+			Start: boot.Add(time.Duration(start) * time.Second / hz)}
+		if st, err := os.Stat("/proc/" + e.Name()); err == nil {
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+				info.UID = int(sys.Uid)
+			}
+		}
+		if cl, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && len(cl) > 0 {
+			info.Cmd = strings.TrimSpace(strings.ReplaceAll(string(cl), "\x00", " "))
+		} else {
+			info.Cmd = "[" + s[strings.IndexByte(s, '(')+1:i] + "]"
+		}
+		infos[pid] = info
+		children[ppid] = append(children[ppid], pid)
+	}
+	var out []ProcInfo
+	var walk func(int)
+	walk = func(p int) {
+		if info, ok := infos[p]; ok {
+			out = append(out, info)
+		}
+		kids := children[p]
+		sort.Ints(kids)
+		for _, k := range kids {
+			walk(k)
+		}
+	}
+	walk(root)
+	return out
+}
+
+func bootTime() time.Time {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "btime "); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return time.Unix(n, 0)
+		}
+	}
+	return time.Time{}
+}

@@ -893,3 +893,123 @@ func readEnvFile(path string) ([]string, error) {
 	}
 	return env, nil
 }
+
+func cmdCp(g *globals, args []string) error {
+	fs := newFlags("cp")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return usageError{"cp", fmt.Errorf("requires exactly 2 arguments: CONTAINER:SRC_PATH DEST_PATH, or SRC_PATH CONTAINER:DEST_PATH")}
+	}
+	split := func(a string) (string, string, bool) {
+		if strings.HasPrefix(a, "/") || strings.HasPrefix(a, ".") {
+			return "", a, false
+		}
+		ref, p, ok := strings.Cut(a, ":")
+		if !ok {
+			return "", a, false
+		}
+		return ref, p, true
+	}
+	srcRef, srcPath, srcCtr := split(fs.Arg(0))
+	dstRef, dstPath, dstCtr := split(fs.Arg(1))
+	if srcCtr == dstCtr {
+		return usageError{"cp", fmt.Errorf("exactly one of the paths must be CONTAINER:PATH")}
+	}
+	ref := srcRef
+	if dstCtr {
+		ref = dstRef
+	}
+	d := dirs(g)
+	c, err := d.Find(ref)
+	if err != nil {
+		return err
+	}
+	if d.LoadState(c.ID).Status != container.StatusRunning {
+		return fmt.Errorf("container %s is not running: unroot cp needs a running container (start it first)", c.Name)
+	}
+	if srcCtr {
+		return container.CopyFrom(d, c.ID, srcPath, dstPath)
+	}
+	return container.CopyTo(d, c.ID, srcPath, dstPath)
+}
+
+func cmdPort(g *globals, args []string) error {
+	fs := newFlags("port")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 || fs.NArg() > 2 {
+		return usageError{"port", fmt.Errorf("requires 1 or 2 arguments: CONTAINER [PRIVATE_PORT[/PROTO]]")}
+	}
+	d := dirs(g)
+	c, err := d.Find(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	st := d.LoadState(c.ID)
+	if st.Status != container.StatusRunning {
+		return fmt.Errorf("container %s is not running", c.Name)
+	}
+	ports := st.Ports
+	if ports == nil {
+		ports = c.Spec.Publish
+	}
+	want := ""
+	if fs.NArg() == 2 {
+		want = fs.Arg(1)
+		if !strings.Contains(want, "/") {
+			want += "/tcp"
+		}
+	}
+	found := false
+	for _, p := range ports {
+		key := fmt.Sprintf("%d/%s", p.ContainerPort, p.Proto)
+		if want != "" && key != want {
+			continue
+		}
+		ip := p.HostIP
+		if ip == "" {
+			ip = "0.0.0.0"
+		}
+		found = true
+		if want != "" {
+			fmt.Printf("%s:%d\n", ip, p.HostPort)
+		} else {
+			fmt.Printf("%s -> %s:%d\n", key, ip, p.HostPort)
+		}
+	}
+	if want != "" && !found {
+		return fmt.Errorf("no public port %s published for %s", want, c.Name)
+	}
+	return nil
+}
+
+// cmdTop lists the container's processes: its init and every descendant,
+// as the host sees them.
+func cmdTop(g *globals, args []string) error {
+	fs := newFlags("top")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 {
+		return usageError{"top", fmt.Errorf("requires at least 1 argument: CONTAINER")}
+	}
+	d := dirs(g)
+	c, err := d.Find(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	st := d.LoadState(c.ID)
+	if st.Status != container.StatusRunning || st.InitPid == 0 {
+		return fmt.Errorf("container %s is not running", c.Name)
+	}
+	procs := container.Descendants(st.InitPid)
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(w, "UID\tPID\tPPID\tSTIME\tTIME\tCMD")
+	for _, p := range procs {
+		fmt.Fprintf(w, "%d\t%d\t%d\t%s\t%s\t%s\n", p.UID, p.Pid, p.PPid, p.Start.Format("15:04"), p.CPU.Round(time.Second), p.Cmd)
+	}
+	return w.Flush()
+}

@@ -21,6 +21,10 @@ type ExecRequest struct {
 	User   string   `json:"user,omitempty"`
 	Tty    bool     `json:"tty,omitempty"`
 	Detach bool     `json:"detach,omitempty"`
+	// Copy is "from" or "to" the container for `unroot cp`: Path in the
+	// container, one pipe passed; for "to", Args[0] is the source's name.
+	Copy string `json:"copy,omitempty"`
+	Path string `json:"path,omitempty"`
 }
 
 // ExecReply is what the init answers: first Pid (with the terminal's
@@ -134,7 +138,11 @@ func RecvMsg(fd int, v any) ([]*os.File, error) {
 func handleExec(fd int, jobs chan<- *execJob) {
 	var req ExecRequest
 	files, err := RecvMsg(fd, &req)
-
+	if err == nil && req.Copy != "" {
+		serveCopy(fd, req, files)
+		unix.Close(fd)
+		return
+	}
 	if err != nil || len(req.Args) == 0 || (!req.Tty && len(files) != 3) {
 		for _, f := range files {
 			f.Close()

@@ -490,3 +490,53 @@ func TestLifecycleVolumes(t *testing.T) {
 	}
 	s.run("run", "-v", "relative-missing/path:/x", busybox(), "true").wantCode(t, 125).wantStderr(t, "absolute")
 }
+
+// cp both ways, port, top.
+func TestLifecycleCpPortTop(t *testing.T) {
+	t.Parallel()
+	s := lifecycleSandbox(t)
+	hp := closedPort(t) // 127.0.0.1:PORT
+	s.run("run", "-d", "--tls-verify=false", "--name", "c1", "-p", hp+":80", busybox(), "sh", "-c", "mkdir -p /srv/tree/sub; echo deep > /srv/tree/sub/f; ln -s sub/f /srv/tree/link; exec sleep 1000").ok(t)
+	s.run("port", "c1").wantOut(t, "80/tcp -> "+hp)
+	s.run("port", "c1", "80").wantOut(t, hp)
+	if got := s.run("ps", "--format", "{{.Ports}}").ok(t).out(); got != hp+"->80/tcp" {
+		t.Errorf("ps --format {{.Ports}}: %q", got)
+	}
+	eventually(t, "the tree", 10*time.Second, func() bool { return s.run("exec", "c1", "test", "-L", "/srv/tree/link").code == 0 })
+
+	// Out of the container: into an existing directory, and to a new name.
+	out := filepath.Join(s.home, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if s.user.switchTo {
+		_ = os.Chown(out, int(s.user.uid), int(s.user.gid))
+	}
+	s.run("cp", "c1:/srv/tree", out).ok(t)
+	if b, err := os.ReadFile(filepath.Join(out, "tree", "sub", "f")); err != nil || string(b) != "deep\n" {
+		t.Errorf("cp from the container: %q %v", b, err)
+	}
+	if l, err := os.Readlink(filepath.Join(out, "tree", "link")); err != nil || l != "sub/f" {
+		t.Errorf("cp keeps symlinks: %q %v", l, err)
+	}
+	s.run("cp", "c1:/srv/tree/sub/f", filepath.Join(out, "renamed")).ok(t)
+	if b, err := os.ReadFile(filepath.Join(out, "renamed")); err != nil || string(b) != "deep\n" {
+		t.Errorf("cp of a file to a new name: %q %v", b, err)
+	}
+	// Into the container.
+	if err := os.WriteFile(filepath.Join(out, "new.txt"), []byte("from host\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if s.user.switchTo {
+		_ = os.Chown(filepath.Join(out, "new.txt"), int(s.user.uid), int(s.user.gid))
+	}
+	s.run("cp", filepath.Join(out, "new.txt"), "c1:/srv/").ok(t)
+	s.run("cp", filepath.Join(out, "tree"), "c1:/srv/copied").ok(t)
+	s.run("exec", "c1", "sh", "-c", "cat /srv/new.txt; stat -c %a /srv/new.txt; cat /srv/copied/sub/f").wantOut(t, "from host\n640\ndeep")
+	s.run("cp", "c1:/nonexistent", out).wantCode(t, 125)
+
+	r := s.run("top", "c1").ok(t)
+	if !strings.Contains(r.stdout, "sleep 1000") || !strings.Contains(r.stdout, "unroot-init") {
+		t.Errorf("top:\n%s", r)
+	}
+}
