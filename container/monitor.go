@@ -151,6 +151,9 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	}
 	// `unroot exec` talks to the container's init through this socket.
 	proc.ExecSocket = filepath.Join(runDir, "exec.sock")
+	if s.KeepID != nil {
+		proc.ExecSocketUID, proc.ExecSocketGID = int(s.KeepID.UID), int(s.KeepID.GID)
+	}
 	defer os.Remove(proc.ExecSocket)
 	// The generated /etc files are remade at every start; the container's
 	// state and sockets live next to them.

@@ -52,7 +52,7 @@ type execJob struct {
 // listenExec creates the exec socket: before pivot_root, at a host path
 // (given through an O_PATH descriptor of its directory: unix socket paths
 // are limited to 108 bytes). Only the listening descriptor is kept.
-func listenExec(path string) (int, error) {
+func listenExec(path string, uid, gid int) (int, error) {
 	dir, err := unix.Open(filepath.Dir(path), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
@@ -69,6 +69,11 @@ func listenExec(path string) (int, error) {
 	unix.Umask(old)
 	if err == nil {
 		err = unix.Fchmodat(dir, filepath.Base(path), 0o600, 0)
+	}
+	if err == nil && (uid != 0 || gid != 0) {
+		// The host user is not our root (--userns=keep-id): make the
+		// socket theirs.
+		err = unix.Fchownat(dir, filepath.Base(path), uid, gid, unix.AT_SYMLINK_NOFOLLOW)
 	}
 	if err == nil {
 		err = unix.Listen(fd, 16)

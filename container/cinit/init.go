@@ -40,6 +40,10 @@ type Process struct {
 	// ExecSocket is where `unroot exec` finds us (a host path, bound
 	// before pivot_root); "" for none.
 	ExecSocket string `json:"exec_socket,omitempty"`
+	// ExecSocketOwner is the uid:gid, in our user namespace, that is the
+	// host user (0:0, or the caller's ids with --userns=keep-id).
+	ExecSocketUID int `json:"exec_socket_uid,omitempty"`
+	ExecSocketGID int `json:"exec_socket_gid,omitempty"`
 	// Mounts are the -v and --tmpfs volumes; ReadOnly: --read-only.
 	Mounts   []Mount `json:"mounts,omitempty"`
 	ReadOnly bool    `json:"read_only,omitempty"`
@@ -79,7 +83,7 @@ func Main() int {
 	}
 	execFD := -1
 	if p.ExecSocket != "" {
-		fd, err := listenExec(p.ExecSocket)
+		fd, err := listenExec(p.ExecSocket, p.ExecSocketUID, p.ExecSocketGID)
 		if err != nil {
 			return fail(ExitSetup, err)
 		}

@@ -540,3 +540,20 @@ func TestLifecycleCpPortTop(t *testing.T) {
 		t.Errorf("top:\n%s", r)
 	}
 }
+
+// exec in a --userns=keep-id container (a nested user namespace).
+func TestLifecycleExecKeepID(t *testing.T) {
+	t.Parallel()
+	u := needSubRange(t)
+	s := lifecycleSandbox(t)
+	s.run("run", "-d", "--tls-verify=false", "--net=none", "--userns=keep-id", "--name", "kid", busybox(), "sleep", "1000").ok(t)
+	s.run("exec", "kid", "id", "-u").wantOut(t, strconv.Itoa(int(u.uid)))
+	s.run("exec", "-u", "0", "kid", "id", "-u").wantOut(t, "0")
+	st, err := os.Stat(filepath.Join(s.runtimeDir, "unroot", "containers", inspect(t, s, "kid").ID, "exec.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); !ok || sys.Uid != u.uid || st.Mode().Perm() != 0o600 {
+		t.Errorf("exec.sock: %v owned by %v, want 0600 and uid %d", st.Mode(), st.Sys(), u.uid)
+	}
+}
