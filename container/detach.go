@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,13 +53,23 @@ func RunRecorded(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 		*st = State{Status: StatusRunning, Pid: self, PidStart: start, StartedAt: time.Now()}
 	})
 	userStart := rio.OnStart
-	rio.OnStart = func(mon, init int, sig string) {
+	rio.OnStart = func(si StartInfo) {
 		update(func(st *State) {
-			st.MonitorPid, st.InitPid, st.StopSignal = mon, init, sig
+			st.MonitorPid, st.InitPid, st.StopSignal = si.MonitorPid, si.InitPid, si.StopSignal
 			st.StartedAt = time.Now()
 		})
+		if si.Process != nil && (c.Process == nil || !slices.Equal(c.Process.Args, si.Process.Args)) {
+			// Recorded once: ps and inspect show the command as run.
+			if unlock, err := d.Lock(id); err == nil {
+				if cur, err := d.LoadConfig(id); err == nil {
+					cur.Process = si.Process
+					_ = d.SaveConfig(cur)
+				}
+				unlock()
+			}
+		}
 		if userStart != nil {
-			userStart(mon, init, sig)
+			userStart(si)
 		}
 	}
 	userPorts := rio.OnPorts
@@ -203,7 +214,7 @@ func DetachedMain() int {
 	go func() { defer wg.Done(); lf.copy("stderr", errR) }()
 	devnull, _ := os.Open(os.DevNull)
 	rio := &RunIO{Stdin: devnull, Stdout: outW, Stderr: errW, Detached: true,
-		OnStart: func(int, int, string) { sayOnce("ok") }}
+		OnStart: func(StartInfo) { sayOnce("ok") }}
 	code, err := RunRecorded(context.Background(), d, c, rio)
 	outW.Close()
 	errW.Close()

@@ -31,8 +31,10 @@ type Message struct {
 	Net   *slirp.ChildConfig `json:"net,omitempty"`
 	Event string             `json:"event,omitempty"`
 	Pid   int                `json:"pid,omitempty"`
-	// StopSignal is the image's, with EventStarted.
-	StopSignal string `json:"stop_signal,omitempty"`
+	// StopSignal is the image's, with EventStarted; Process, the resolved
+	// main process.
+	StopSignal string           `json:"stop_signal,omitempty"`
+	Process    *ResolvedProcess `json:"process,omitempty"`
 }
 
 // MonitorMain runs as root in unroot's user namespace. It owns the store
@@ -226,7 +228,8 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string) (int, 
 		}
 		proc.Cgroup = true
 	}
-	_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid, StopSignal: stopSignal})
+	_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid, StopSignal: stopSignal,
+		Process: &ResolvedProcess{Args: proc.Args, Env: proc.Env, Cwd: proc.Cwd, User: proc.User}})
 	if err := json.NewEncoder(specW).Encode(proc); err != nil {
 		_ = cmd.Process.Kill()
 	}

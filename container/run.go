@@ -39,15 +39,31 @@ func Run(ctx context.Context, s *Spec) (int, error) {
 type RunIO struct {
 	Stdin, Stdout, Stderr *os.File
 	Detached              bool
-	// OnStart is called once the container's init runs (pids as the host
-	// sees them).
-	OnStart func(monitorPid, initPid int, stopSignal string)
+	// OnStart is called once the container's init runs.
+	OnStart func(StartInfo)
 	// OnPorts is called with the published ports once they are bound
 	// (host ports chosen by then).
 	OnPorts func([]slirp.PortSpec)
 	// OOMKilled is set on return when the kernel's OOM killer killed a
 	// process of the container.
 	OOMKilled bool
+}
+
+// StartInfo is what the host half learns when the container starts.
+type StartInfo struct {
+	MonitorPid, InitPid int // as the host sees them
+	StopSignal          string
+	// Process: the command, environment, directory and user, resolved
+	// with the image's config.
+	Process *ResolvedProcess
+}
+
+// ResolvedProcess is the container's main process as it was started.
+type ResolvedProcess struct {
+	Args []string `json:"args"`
+	Env  []string `json:"env,omitempty"`
+	Cwd  string   `json:"cwd,omitempty"`
+	User string   `json:"user,omitempty"`
 }
 
 // RunWith is Run with the container's standard streams and a hook.
@@ -188,7 +204,7 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 				return
 			}
 			if m.Event == EventStarted && rio.OnStart != nil {
-				rio.OnStart(child.Cmd.Process.Pid, m.Pid, m.StopSignal)
+				rio.OnStart(StartInfo{MonitorPid: child.Cmd.Process.Pid, InitPid: m.Pid, StopSignal: m.StopSignal, Process: m.Process})
 			}
 		}
 	}()

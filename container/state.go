@@ -33,6 +33,8 @@ type Config struct {
 	Image   string    `json:"image"`
 	Created time.Time `json:"created"`
 	Spec    *Spec     `json:"spec"`
+	// Process is the main process as first started (image config merged).
+	Process *ResolvedProcess `json:"process,omitempty"`
 }
 
 // State is the run state of a container, in the run directory (gone after

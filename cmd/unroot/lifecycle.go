@@ -75,7 +75,11 @@ func statusText(st *container.State, now time.Time) string {
 	return fmt.Sprintf("Exited (%d)%s", st.ExitCode, ago)
 }
 
-func commandOf(s *container.Spec) string {
+func commandOf(c *container.Config) string {
+	if c.Process != nil {
+		return strings.Join(c.Process.Args, " ")
+	}
+	s := c.Spec
 	var a []string
 	if s.Entrypoint != nil && *s.Entrypoint != "" {
 		a = append(a, *s.Entrypoint)
@@ -136,8 +140,12 @@ func cmdPs(g *globals, args []string) error {
 		fl = append(fl, filter{k, v})
 	}
 	var tmpl *template.Template
+	header := ""
 	if *format != "" {
-		f := strings.TrimPrefix(*format, "table ")
+		f, isTable := strings.CutPrefix(*format, "table ")
+		if isTable {
+			header = psHeader(f)
+		}
 		var err error
 		tmpl, err = template.New("ps").Funcs(template.FuncMap{"json": func(v any) string { b, _ := json.Marshal(v); return string(b) }}).Parse(f)
 		if err != nil {
@@ -177,11 +185,11 @@ next:
 				}
 			}
 		}
-		id, cmd := c.ID, commandOf(c.Spec)
+		id, cmd := c.ID, commandOf(c)
 		if !*noTrunc {
 			id = id[:12]
-			if len(cmd) > 20 {
-				cmd = cmd[:19] + "…"
+			if r := []rune(cmd); len(r) > 20 {
+				cmd = string(r[:19]) + "…"
 			}
 		}
 		rows = append(rows, psRow{
@@ -198,6 +206,9 @@ next:
 			fmt.Println(r.ID)
 		}
 	case tmpl != nil:
+		if header != "" {
+			fmt.Println(header)
+		}
 		for _, r := range rows {
 			if err := tmpl.Execute(os.Stdout, r); err != nil {
 				return fmt.Errorf("--format: %w", err)
@@ -213,6 +224,20 @@ next:
 		return w.Flush()
 	}
 	return nil
+}
+
+// psHeader is the header line of a `table` format: each {{.Field}}
+// replaced by Docker's column name.
+func psHeader(f string) string {
+	names := map[string]string{"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+		"RunningFor": "CREATED", "Status": "STATUS", "State": "STATE", "Names": "NAMES", "Ports": "PORTS", "Pid": "PID", "ExitCode": "EXIT CODE"}
+	return regexp.MustCompile(`\{\{\s*\.(\w+)\s*\}\}`).ReplaceAllStringFunc(f, func(m string) string {
+		k := regexp.MustCompile(`\w+`).FindString(m)
+		if n, ok := names[k]; ok {
+			return n
+		}
+		return strings.ToUpper(k)
+	})
 }
 
 // eachContainer runs f for every CONTAINER argument, reporting errors the
@@ -521,6 +546,14 @@ func cmdInspect(g *globals, args []string) error {
 			j.Config.Entrypoint = []string{*s.Entrypoint}
 		}
 		all := append(append([]string{}, j.Config.Entrypoint...), s.Cmd...)
+		j.Config.Env, j.Config.Cmd, j.Config.User, j.Config.WorkingDir = s.Env, s.Cmd, s.User, s.Workdir
+		if c.Process != nil {
+			all = c.Process.Args
+			j.Config.Env, j.Config.User, j.Config.WorkingDir = c.Process.Env, c.Process.User, c.Process.Cwd
+			if len(s.Cmd) == 0 && s.Entrypoint == nil {
+				j.Config.Cmd = c.Process.Args
+			}
+		}
 		if len(all) > 0 {
 			j.Path, j.Args = all[0], all[1:]
 		}
@@ -532,10 +565,12 @@ func cmdInspect(g *globals, args []string) error {
 		j.State.Error = st.Error
 		j.State.StartedAt, j.State.FinishedAt = timeOrZero(st.StartedAt), timeOrZero(st.FinishedAt)
 		j.LogPath = d.LogPath(c.ID)
-		j.Config.Hostname, j.Config.User, j.Config.Tty, j.Config.OpenStdin = s.Hostname, s.User, s.Tty, s.Stdin
-		j.Config.Env, j.Config.Cmd, j.Config.Image, j.Config.WorkingDir = s.Env, s.Cmd, c.Image, s.Workdir
+		j.Config.Hostname, j.Config.Tty, j.Config.OpenStdin, j.Config.Image = s.Hostname, s.Tty, s.Stdin, c.Image
 		j.Config.StopSignal = stopSignal(c, st)
 		j.Mounts = []any{}
+		for _, m := range s.Mounts {
+			j.Mounts = append(j.Mounts, map[string]any{"Type": m.Type, "Source": m.Source, "Destination": m.Destination, "RW": !m.ReadOnly, "Options": m.Options})
+		}
 		j.NetworkSettings.Ports = map[string][]map[string]string{}
 		for _, p := range s.Publish {
 			key := fmt.Sprintf("%d/%s", p.ContainerPort, p.Proto)

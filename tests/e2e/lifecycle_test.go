@@ -98,6 +98,9 @@ func TestLifecycleDetached(t *testing.T) {
 	if got := s.run("ps", "--format", "{{.ID}} {{.Names}} {{.Image}}").ok(t).out(); got != id[:12]+" web "+busybox() {
 		t.Errorf("ps --format: got %q", got)
 	}
+	if got := s.run("ps", "--format", "table {{.Names}}\t{{.Command}}").ok(t).out(); !strings.HasPrefix(got, "NAMES\tCOMMAND\nweb\t\"sh -c echo run") || !strings.HasSuffix(got, "…\"") {
+		t.Errorf("ps --format table: got %q", got)
+	}
 	if got := s.run("ps", "-q", "--filter", "status=exited").ok(t).out(); got != "" {
 		t.Errorf("ps --filter status=exited: want nothing, got %q", got)
 	}
@@ -113,6 +116,9 @@ func TestLifecycleDetached(t *testing.T) {
 		t.Errorf("logs -t: no timestamps:\n%s", lr)
 	}
 	in := inspect(t, s, "web")
+	if len(in.Config.Cmd) != 3 || in.Config.Cmd[0] != "sh" || !strings.Contains(strings.Join(in.Config.Env, " "), "PATH=") {
+		t.Errorf("inspect: Config.Cmd %q, Config.Env %q", in.Config.Cmd, in.Config.Env)
+	}
 	if in.ID != id || in.Name != "/web" || !in.State.Running || in.State.Status != "running" || in.State.Pid <= 0 {
 		t.Errorf("inspect of a running container: %+v", in)
 	}
