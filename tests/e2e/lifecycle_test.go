@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -562,4 +564,155 @@ func TestLifecycleExecKeepID(t *testing.T) {
 	if sys, ok := st.Sys().(*syscall.Stat_t); !ok || sys.Uid != u.uid || st.Mode().Perm() != 0o600 {
 		t.Errorf("exec.sock: %v owned by %v, want 0600 and uid %d", st.Mode(), st.Sys(), u.uid)
 	}
+}
+
+// The seed's workflow: ten PostgreSQL servers from a Debian image with
+// postgresql, detached and in parallel, each with a published port; data
+// kept across stop and start. Needs the optional fixture built by
+// tests/fixtures/postgres-image.sh (as root); skipped without it.
+func TestLifecyclePostgresTen(t *testing.T) {
+	t.Parallel()
+	dir := os.Getenv("UNROOT_FIXTURES")
+	if dir == "" {
+		dir = "/var/cache/unroot-tests"
+	}
+	layout := filepath.Join(dir, "pg-oci")
+	if _, err := os.Stat(filepath.Join(layout, "index.json")); err != nil {
+		t.Skipf("no PostgreSQL fixture at %s: build it with sudo tests/fixtures/postgres-image.sh", layout)
+	}
+	ref := suite.reg + "/postgres:15"
+	if _, err := fixture("push.sh", layout, "postgres:15", ref); err != nil {
+		t.Fatal(err)
+	}
+	s := lifecycleSandbox(t)
+	s.pull(ref)
+	const n = 10
+	ports := make([]string, n)
+	errs := make(chan error, n)
+	for i := range n {
+		ports[i] = closedPort(t)
+		go func() {
+			r := s.run("run", "-d", "--name", fmt.Sprintf("pg%d", i), "-p", ports[i]+":5432", ref)
+			if r.code != 0 {
+				errs <- fmt.Errorf("%s", r)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	ready := func(i int) bool {
+		return s.run("exec", fmt.Sprintf("pg%d", i), "pg_isready", "-q", "-h", "/tmp").code == 0
+	}
+	for i := range n {
+		eventually(t, fmt.Sprintf("pg%d to accept connections", i), 3*time.Minute, func() bool { return ready(i) })
+		name := fmt.Sprintf("pg%d", i)
+		s.run("exec", name, "psql", "-h", "/tmp", "-qc", fmt.Sprintf("create table t (v int); insert into t values (%d)", i)).ok(t)
+		// The published port reaches the server from the host.
+		c, err := net.DialTimeout("tcp", ports[i], 5*time.Second)
+		if err != nil {
+			t.Errorf("%s: port %s: %v", name, ports[i], err)
+		} else {
+			c.Close()
+		}
+	}
+	t.Logf("ten idle PostgreSQL containers: %s", pssReport(t, s, n))
+	s.run(append([]string{"stop"}, names("pg", n)...)...).ok(t)
+	if got := s.run("ps", "-q").ok(t).out(); got != "" {
+		t.Errorf("ps after stop: %q", got)
+	}
+	s.run("start", "pg3").ok(t)
+	eventually(t, "pg3 after a restart", 2*time.Minute, func() bool { return ready(3) })
+	s.run("exec", "pg3", "psql", "-h", "/tmp", "-tAc", "select v from t").wantOut(t, "3")
+}
+
+func names(prefix string, n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("%s%d", prefix, i))
+	}
+	return out
+}
+
+// pssReport sums the PSS (/proc/PID/smaps_rollup) of the unroot processes
+// of each running container: the detached host-side process and its
+// descendants, but not the container's own processes below its init.
+func pssReport(t *testing.T, s *sandbox, n int) string {
+	total := 0
+	counted := 0
+	for _, id := range strings.Fields(s.run("ps", "-q", "--no-trunc").ok(t).stdout) {
+		b, err := os.ReadFile(filepath.Join(s.runtimeDir, "unroot", "containers", id, "state.json"))
+		if err != nil {
+			continue
+		}
+		var st struct {
+			Pid     int `json:"pid"`
+			InitPid int `json:"init_pid"`
+		}
+		if json.Unmarshal(b, &st) != nil {
+			continue
+		}
+		sum := 0
+		var walk func(pid int)
+		walk = func(pid int) {
+			sum += pss(pid)
+			if pid == st.InitPid {
+				return // the container's processes are not unroot's
+			}
+			for _, c := range childrenOf(pid) {
+				walk(c)
+			}
+		}
+		walk(st.Pid)
+		total += sum
+		counted++
+	}
+	if counted == 0 {
+		return "no containers measured"
+	}
+	return fmt.Sprintf("%d containers, unroot processes PSS %d kB in all, %d kB per container", counted, total, total/counted)
+}
+
+func pss(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "Pss:" {
+			v, _ := strconv.Atoi(f[1])
+			return v
+		}
+	}
+	return 0
+}
+
+func childrenOf(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, c := range strings.Fields(string(b)) {
+			if v, err := strconv.Atoi(c); err == nil {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// The memory an idle detached container costs in unroot's own processes
+// (reported, not asserted: see the report of issue #7).
+func TestLifecycleIdleMemory(t *testing.T) {
+	t.Parallel()
+	s := lifecycleSandbox(t)
+	for i := range 3 {
+		s.run("run", "-d", "--tls-verify=false", "--name", fmt.Sprintf("idle%d", i), busybox(), "sleep", "1000").ok(t)
+	}
+	time.Sleep(2 * time.Second)
+	t.Logf("idle busybox containers: %s", pssReport(t, s, 3))
 }
