@@ -213,6 +213,11 @@ func TestLifecycleStartAttach(t *testing.T) {
 		t.Errorf("ps -a after a failed run -d: %q", got)
 	}
 	s.run("rm", strings.TrimPrefix(name, "/"), "once", "bad").ok(t)
+	// run -d --rm: gone, layer and record, once it exits.
+	s.run("run", "-d", "--rm", "--tls-verify=false", "--name", "temp", busybox(), "sleep", "0.5").ok(t)
+	eventually(t, "the --rm container to go", 20*time.Second, func() bool {
+		return s.run("ps", "-aq", "--filter", "name=temp").out() == ""
+	})
 	if n := s.containerCount(t); n != 0 {
 		t.Errorf("rm left %d containers in the store", n)
 	}
