@@ -80,6 +80,9 @@ func RunRecorded(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 		}
 	}
 	code, err := RunWith(ctx, c.Spec, rio)
+	// A lean monitor left these behind.
+	_ = os.Remove(filepath.Join(d.StateDir(id), "exec.sock"))
+	_ = os.RemoveAll(filepath.Join(d.StateDir(id), "etc"))
 	update(func(st *State) {
 		st.Status = StatusExited
 		st.Ports = nil
@@ -207,6 +210,7 @@ func DetachedMain() int {
 		return ExitSetup
 	}
 	d.Run = c.Spec.RunDir
+	c.Spec.LeanMonitor = !c.Spec.Remove && os.Getenv("UNROOT_LEAN_MONITOR") != "0"
 	os.Unsetenv(EnvDetached)
 	os.Unsetenv(envDetachedData)
 	lf, err := openLog(d.LogPath(id))

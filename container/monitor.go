@@ -248,6 +248,15 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string) (int, 
 	if n, _ := startedR.Read(one[:]); n == 1 {
 		_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid, StopSignal: stopSignal,
 			Process: &ResolvedProcess{Args: proc.Args, Env: proc.Env, Cwd: proc.Cwd, User: proc.User}})
+		if s.LeanMonitor {
+			// Nothing is left to do but wait: become the small waiter
+			// (this is the main thread, which forked the init). Our
+			// mounts stay with our mount namespace; the host side
+			// removes the run files.
+			self, _ := os.Executable()
+			_ = syscall.Exec(initbin.Path(s.RunDir, self), []string{"unroot-monitor"},
+				[]string{userns.EnvStage + "=" + cinit.StageWait, cinit.EnvWaitPid + "=" + strconv.Itoa(cmd.Process.Pid)})
+		}
 	}
 
 	done := make(chan struct{})
