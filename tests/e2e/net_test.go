@@ -203,3 +203,13 @@ func TestNetPrivilegedPortNamesTheSysctl(t *testing.T) {
 	s.run("run", "--rm", "--tls-verify=false", "-p", "127.0.0.1:81:80", busybox(), "true").
 		wantCode(t, 125).wantStderr(t, "ip_unprivileged_port_start")
 }
+
+// Every user in the container may open ICMP echo (ping) sockets: the
+// container's network namespace is ours to configure.
+func TestNetPingSocketsForEveryUser(t *testing.T) {
+	t.Parallel()
+	s := sandboxFor(t, nil)
+	s.pull(debian())
+	s.run("run", "--rm", "--tls-verify=false", "-u", "1000", debian(), "perl", "-MSocket", "-e",
+		`socket(S, PF_INET, SOCK_DGRAM, 1) or die "icmp socket: $!\n"; print "ok\n"`).wantOut(t, "ok")
+}
