@@ -306,6 +306,7 @@ func cmdInfo(g *globals, args []string) error {
 		fmt.Printf("%s: %s\n", h, helperState(h))
 	}
 	fmt.Printf("storage: driver %s, root %s\n", g.store.Driver, g.store.GraphRoot)
+	fmt.Printf("overlay: %s\n", overlayInfo(g))
 	fmt.Printf("run directory: %s\n", g.paths.Run)
 	fmt.Printf("network: none (default), host\n")
 	for _, s := range []string{"user/max_user_namespaces", "kernel/unprivileged_userns_clone", "kernel/apparmor_restrict_unprivileged_userns"} {
