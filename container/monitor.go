@@ -32,6 +32,10 @@ type Message struct {
 	Net   *slirp.ChildConfig `json:"net,omitempty"`
 	Event string             `json:"event,omitempty"`
 	Pid   int                `json:"pid,omitempty"`
+	// StopSignal is the image's, with EventStarted; Process, the resolved
+	// main process.
+	StopSignal string           `json:"stop_signal,omitempty"`
+	Process    *ResolvedProcess `json:"process,omitempty"`
 }
 
 // MonitorMain runs as root in unroot's user namespace. It owns the store
@@ -117,7 +121,11 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	if s.Name != "" {
 		names = []string{s.Name}
 	}
-	ctr, err := store.CreateContainer(s.ID, names, img.ID, "", "", s.KeepID.containerOptions())
+	// `unroot start` runs a recorded container again, on its layer.
+	ctr, err := store.Container(s.ID)
+	if err != nil {
+		ctr, err = store.CreateContainer(s.ID, names, img.ID, "", "", s.KeepID.containerOptions())
+	}
 	if err != nil {
 		if errors.Is(err, storage.ErrDuplicateName) {
 			return ExitSetup, fmt.Errorf("the container name %q is already in use: choose another --name or remove that container", s.Name)
@@ -148,6 +156,21 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return ExitSetup, err
 	}
+	if s.Remove {
+		defer os.RemoveAll(runDir)
+	}
+	// `unroot exec` talks to the container's init through this socket.
+	proc.ExecSocket = filepath.Join(runDir, "exec.sock")
+	if s.KeepID != nil {
+		proc.ExecSocketUID, proc.ExecSocketGID = int(s.KeepID.UID), int(s.KeepID.GID)
+	}
+	defer os.Remove(proc.ExecSocket)
+	// The generated /etc files are remade at every start; the container's
+	// state and sockets live next to them.
+	runDir = filepath.Join(runDir, "etc")
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		return ExitSetup, err
+	}
 	defer os.RemoveAll(runDir)
 	if proc.EtcFiles, err = writeEtcFiles(runDir, proc, s, netCfg); err != nil {
 		return ExitSetup, err
@@ -155,12 +178,16 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	if err := s.KeepID.addEtcFiles(runDir, rootfs, proc.EtcFiles); err != nil {
 		return ExitSetup, err
 	}
-	return runInit(s, proc, ctl)
+	stopSignal := ""
+	if cfg != nil {
+		stopSignal = cfg.Config.StopSignal
+	}
+	return runInit(s, proc, ctl, stopSignal)
 }
 
 // runInit starts the container's PID 1 in its own namespaces and waits
 // for it, forwarding signals.
-func runInit(s *Spec, proc *Process, ctl *userns.Conn) (int, error) {
+func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string) (int, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return ExitSetup, err
@@ -209,7 +236,8 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn) (int, error) {
 		}
 		proc.Cgroup = true
 	}
-	_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid})
+	_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid, StopSignal: stopSignal,
+		Process: &ResolvedProcess{Args: proc.Args, Env: proc.Env, Cwd: proc.Cwd, User: proc.User}})
 	if err := json.NewEncoder(specW).Encode(proc); err != nil {
 		_ = cmd.Process.Kill()
 	}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,29 +30,78 @@ var ErrReported = errors.New("error already reported")
 // user namespace, sets up the network, relays signals and the terminal, and
 // returns the container's exit code.
 func Run(ctx context.Context, s *Spec) (int, error) {
+	return RunWith(ctx, s, &RunIO{})
+}
+
+// RunIO is how the host half talks to the container: the user's terminal
+// (the zero value: os.Stdin, os.Stdout, os.Stderr) or, for a detached
+// container, /dev/null and the pipes of its log.
+type RunIO struct {
+	Stdin, Stdout, Stderr *os.File
+	Detached              bool
+	// OnStart is called once the container's init runs.
+	OnStart func(StartInfo)
+	// OnPorts is called with the published ports once they are bound
+	// (host ports chosen by then).
+	OnPorts func([]slirp.PortSpec)
+	// OOMKilled is set on return when the kernel's OOM killer killed a
+	// process of the container.
+	OOMKilled bool
+}
+
+// StartInfo is what the host half learns when the container starts.
+type StartInfo struct {
+	MonitorPid, InitPid int // as the host sees them
+	StopSignal          string
+	// Process: the command, environment, directory and user, resolved
+	// with the image's config.
+	Process *ResolvedProcess
+}
+
+// ResolvedProcess is the container's main process as it was started.
+type ResolvedProcess struct {
+	Args []string `json:"args"`
+	Env  []string `json:"env,omitempty"`
+	Cwd  string   `json:"cwd,omitempty"`
+	User string   `json:"user,omitempty"`
+}
+
+// RunWith is Run with the container's standard streams and a hook.
+func RunWith(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
+	if rio.Stdin == nil {
+		rio.Stdin = os.Stdin
+	}
+	if rio.Stdout == nil {
+		rio.Stdout = os.Stdout
+	}
+	if rio.Stderr == nil {
+		rio.Stderr = os.Stderr
+	}
 	if s.Pull == "always" {
-		if err := pullStage(s); err != nil {
+		if err := pullStage(s, rio); err != nil {
 			return ExitSetup, err
 		}
 	}
-	code, err := runOnce(ctx, s)
+	code, err := runOnce(ctx, s, rio)
 	if errors.Is(err, errNeedPull) {
-		if err := pullStage(s); err != nil {
+		if err := pullStage(s, rio); err != nil {
 			return ExitSetup, err
 		}
-		code, err = runOnce(ctx, s)
+		code, err = runOnce(ctx, s, rio)
 	}
 	return code, err
 }
 
 // pullStage pulls s.Image as root in a user namespace of its own that
 // shares the host's network.
-func pullStage(s *Spec) error {
+func pullStage(s *Spec, rio *RunIO) error {
 	child, err := userns.Start(userns.Options{
 		Stage:      StagePull,
 		Cloneflags: unix.CLONE_NEWNS,
 		Mapping:    s.Mapping,
-		Stdin:      nil, Stdout: os.Stdout, Stderr: os.Stderr,
+		// Progress goes to the user, or for a detached container to the
+		// log of its unroot process, not to the container's.
+		Stdin: nil, Stdout: os.Stderr, Stderr: os.Stderr,
 	})
 	if err != nil {
 		return err
@@ -65,9 +115,9 @@ func pullStage(s *Spec) error {
 	return nil
 }
 
-func runOnce(ctx context.Context, s *Spec) (int, error) {
-	stdinTTY := term.IsTerminal(int(os.Stdin.Fd()))
-	if s.Tty && s.Stdin && !stdinTTY {
+func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
+	stdinTTY := !rio.Detached && term.IsTerminal(int(rio.Stdin.Fd()))
+	if s.Tty && s.Stdin && !stdinTTY && !rio.Detached {
 		return ExitSetup, errors.New("the input device is not a TTY: drop -t, or run from a terminal")
 	}
 	var extra []*os.File
@@ -105,9 +155,9 @@ func runOnce(ctx context.Context, s *Spec) (int, error) {
 		Stage:      StageMonitor,
 		Cloneflags: flags,
 		Mapping:    s.Mapping,
-		Stdin:      os.Stdin,
-		Stdout:     os.Stdout,
-		Stderr:     os.Stderr,
+		Stdin:      rio.Stdin,
+		Stdout:     rio.Stdout,
+		Stderr:     rio.Stderr,
 		ExtraFiles: extra,
 		// With a terminal of its own the container must not also be in
 		// the user's foreground process group.
@@ -127,6 +177,9 @@ func runOnce(ctx context.Context, s *Spec) (int, error) {
 	}
 	defer func() { _ = cg.Remove(); _ = cg.Close() }()
 	s.CgroupPath = cg.Path()
+	if s.CgroupPath != "" {
+		defer func() { rio.OOMKilled = oomKilled(s.CgroupPath) }()
+	}
 	if err := child.Ctl.Send(Message{Spec: s}); err != nil {
 		_ = child.Cmd.Process.Kill()
 	}
@@ -140,6 +193,21 @@ func runOnce(ctx context.Context, s *Spec) (int, error) {
 		_ = child.Cmd.Wait()
 		return ExitSetup, err
 	}
+	if netHost != nil && rio.OnPorts != nil && len(s.Publish) > 0 {
+		rio.OnPorts(netHost.Ports())
+	}
+	go func() {
+		// After the handshake the monitor only reports the start.
+		for {
+			var m Message
+			if child.Ctl.Recv(&m) != nil {
+				return
+			}
+			if m.Event == EventStarted && rio.OnStart != nil {
+				rio.OnStart(StartInfo{MonitorPid: child.Cmd.Process.Pid, InitPid: m.Pid, StopSignal: m.StopSignal, Process: m.Process})
+			}
+		}
+	}()
 
 	var restore func()
 	var outDone chan struct{}
@@ -163,10 +231,10 @@ func runOnce(ctx context.Context, s *Spec) (int, error) {
 			master = m
 			masterMu.Unlock()
 			resize(m)
-			if s.Stdin {
-				go func() { _, _ = io.Copy(m, os.Stdin) }()
+			if s.Stdin && !rio.Detached {
+				go func() { _, _ = io.Copy(m, rio.Stdin) }()
 			}
-			_, _ = io.Copy(os.Stdout, m)
+			_, _ = io.Copy(rio.Stdout, m)
 		}()
 	}
 
@@ -254,6 +322,20 @@ func handshake(ctx context.Context, s *Spec, child *userns.Child, needPull *atom
 		return host, fmt.Errorf("sending the network setup: %w", err)
 	}
 	return host, nil
+}
+
+// oomKilled reads the container's cgroup's memory.events.
+func oomKilled(cgroup string) bool {
+	b, err := os.ReadFile(filepath.Join(cgroup, "memory.events"))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, " "); ok && k == "oom_kill" && v != "0" {
+			return true
+		}
+	}
+	return false
 }
 
 func resize(master *os.File) {

@@ -56,6 +56,11 @@ type Spec struct {
 	CapAdd     []string `json:"cap_add,omitempty"`
 	CapDrop    []string `json:"cap_drop,omitempty"`
 	Quiet      bool     `json:"quiet"`
+	// Mounts: -v and --tmpfs (host paths absolute); ReadOnly: --read-only.
+	Mounts   []Mount `json:"mounts,omitempty"`
+	ReadOnly bool    `json:"read_only,omitempty"`
+	// StopSignal: --stop-signal (else the image's, else SIGTERM).
+	StopSignal string `json:"stop_signal,omitempty"`
 	// SignalsFromTTY: the user's terminal delivers INT/QUIT/TSTP to the
 	// monitor directly, so nobody must forward them a second time.
 	SignalsFromTTY bool `json:"signals_from_tty"`
@@ -63,6 +68,9 @@ type Spec struct {
 
 // Process is the resolved process of a container (the init stage's input).
 type Process = cinit.Process
+
+// Mount is a volume of the container.
+type Mount = cinit.Mount
 
 // UserModeNet says whether the container gets a user-mode network (and
 // so a network namespace wired to the host by package slirp).
@@ -140,6 +148,7 @@ func Resolve(s *Spec, cfg *v1.Image) (*Process, error) {
 		return nil, err
 	}
 	p.Caps = caps
+	p.Mounts, p.ReadOnly = s.Mounts, s.ReadOnly
 	return p, nil
 }
 

@@ -53,6 +53,12 @@ func cmdRun(g *globals, args []string) (err error) {
 	)
 	reg.add(fs)
 	fs.BoolVar(&s.Remove, "rm", false, "remove the container when it exits")
+	detach := fs.BoolP("detach", "d", false, "run the container in the background and print its ID")
+	volumes := fs.StringArrayP("volume", "v", nil, "bind mount a volume: HOST-DIR:CONTAINER-DIR[:ro|rw], NAME:CONTAINER-DIR (a named volume) or CONTAINER-DIR")
+	tmpfs := fs.StringArray("tmpfs", nil, "mount a tmpfs: CONTAINER-DIR[:OPTIONS]")
+	fs.BoolVar(&s.ReadOnly, "read-only", false, "mount the container's root filesystem read-only")
+	envFiles := fs.StringArray("env-file", nil, "read environment variables from a file")
+	fs.StringVar(&s.StopSignal, "stop-signal", "", "signal to stop the container (default: the image's, else SIGTERM)")
 	fs.BoolVarP(&s.Stdin, "interactive", "i", false, "keep STDIN open")
 	fs.BoolVarP(&s.Tty, "tty", "t", false, "allocate a pseudo-TTY")
 	fs.StringArrayVarP(&s.Env, "env", "e", nil, "set environment variables (KEY=VALUE, or KEY to pass the host's value)")
@@ -118,6 +124,31 @@ func cmdRun(g *globals, args []string) (err error) {
 	if fs.Changed("entrypoint") {
 		s.Entrypoint = &entrypoint
 	}
+	if len(*envFiles) > 0 {
+		var fromFiles []string
+		for _, f := range *envFiles {
+			env, err := readEnvFile(f)
+			if err != nil {
+				return usageError{"run", err}
+			}
+			fromFiles = append(fromFiles, env...)
+		}
+		s.Env = append(fromFiles, s.Env...)
+	}
+	for _, v := range *volumes {
+		m, err := parseVolume(g, v)
+		if err != nil {
+			return usageError{"run", err}
+		}
+		s.Mounts = append(s.Mounts, m)
+	}
+	for _, v := range *tmpfs {
+		dst, opts, _ := strings.Cut(v, ":")
+		if !strings.HasPrefix(dst, "/") {
+			return usageError{"run", fmt.Errorf("--tmpfs %q: the container path must be absolute", v)}
+		}
+		s.Mounts = append(s.Mounts, container.Mount{Type: "tmpfs", Destination: dst, Options: opts})
+	}
 	// -e KEY passes the host's value, as in Docker.
 	for i, e := range s.Env {
 		if !strings.Contains(e, "=") {
@@ -147,7 +178,35 @@ func cmdRun(g *globals, args []string) (err error) {
 	if s.Mapping.Kind == idmap.KindSingle {
 		s.Store.SquashOwnership()
 	}
-	code, err := container.Run(bg, &s)
+	if s.StopSignal != "" {
+		if _, err := container.SignalByName(s.StopSignal); err != nil {
+			return usageError{"run", err}
+		}
+	}
+	if s.Remove && !*detach {
+		// Nothing to record: the container is gone when run returns.
+		code, err := container.Run(bg, &s)
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			return exitError{code}
+		}
+		return nil
+	}
+	d := dirs(g)
+	c, err := createContainer(d, &s)
+	if err != nil {
+		return err
+	}
+	if *detach {
+		if err := container.StartDetached(d, c); err != nil {
+			return err
+		}
+		fmt.Println(c.ID)
+		return nil
+	}
+	code, err := container.RunRecorded(bg, d, c, &container.RunIO{})
 	if err != nil {
 		return err
 	}

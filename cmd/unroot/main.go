@@ -45,6 +45,19 @@ var commands []command
 func init() {
 	commands = []command{
 		{"run", "[flags] IMAGE [COMMAND [ARG...]]", "Run a command in a new container", cmdRun},
+		{"ps", "[flags]", "List containers", cmdPs},
+		{"start", "[flags] CONTAINER [CONTAINER...]", "Start one or more stopped containers", cmdStart},
+		{"stop", "[flags] CONTAINER [CONTAINER...]", "Stop one or more running containers", cmdStop},
+		{"restart", "[flags] CONTAINER [CONTAINER...]", "Restart one or more containers", cmdRestart},
+		{"kill", "[flags] CONTAINER [CONTAINER...]", "Kill one or more running containers", cmdKill},
+		{"rm", "[flags] CONTAINER [CONTAINER...]", "Remove one or more containers", cmdRm},
+		{"wait", "CONTAINER [CONTAINER...]", "Block until containers stop, then print their exit codes", cmdWait},
+		{"exec", "[flags] CONTAINER COMMAND [ARG...]", "Run a command in a running container", cmdExec},
+		{"cp", "[flags] CONTAINER:SRC_PATH DEST_PATH | SRC_PATH CONTAINER:DEST_PATH", "Copy files between a running container and the host", cmdCp},
+		{"port", "CONTAINER [PRIVATE_PORT[/PROTO]]", "List the port mappings of a container", cmdPort},
+		{"top", "CONTAINER", "Display the running processes of a container", cmdTop},
+		{"logs", "[flags] CONTAINER", "Fetch the logs of a container", cmdLogs},
+		{"inspect", "[flags] CONTAINER [CONTAINER...]", "Return low-level information on containers", cmdInspect},
 		{"pull", "[flags] IMAGE", "Pull an image from a registry", cmdPull},
 		{"images", "[flags]", "List images in local storage", cmdImages},
 		{"rmi", "[flags] IMAGE [IMAGE...]", "Remove one or more images", cmdRmi},
@@ -66,6 +79,9 @@ func main() {
 	}
 	if l, err := logrus.ParseLevel(os.Getenv("_UNROOT_LOG_LEVEL")); err == nil {
 		logrus.SetLevel(l)
+	}
+	if os.Getenv(container.EnvDetached) != "" && userns.Stage() == "" {
+		os.Exit(container.DetachedMain())
 	}
 	switch userns.Stage() {
 	case container.StageInit:

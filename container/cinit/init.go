@@ -37,6 +37,16 @@ type Process struct {
 	// the root of our cgroup namespace and mount it at /sys/fs/cgroup.
 	Cgroup      bool `json:"cgroup,omitempty"`
 	OOMScoreAdj *int `json:"oom_score_adj,omitempty"`
+	// ExecSocket is where `unroot exec` finds us (a host path, bound
+	// before pivot_root); "" for none.
+	ExecSocket string `json:"exec_socket,omitempty"`
+	// ExecSocketOwner is the uid:gid, in our user namespace, that is the
+	// host user (0:0, or the caller's ids with --userns=keep-id).
+	ExecSocketUID int `json:"exec_socket_uid,omitempty"`
+	ExecSocketGID int `json:"exec_socket_gid,omitempty"`
+	// Mounts are the -v and --tmpfs volumes; ReadOnly: --read-only.
+	Mounts   []Mount `json:"mounts,omitempty"`
+	ReadOnly bool    `json:"read_only,omitempty"`
 }
 
 // StageInit is the stage name of the container's init process.
@@ -71,6 +81,14 @@ func Main() int {
 	if err := setupRootfs(&p); err != nil {
 		return fail(ExitSetup, fmt.Errorf("setting up the container's filesystem: %w", err))
 	}
+	execFD := -1
+	if p.ExecSocket != "" {
+		fd, err := listenExec(p.ExecSocket, p.ExecSocketUID, p.ExecSocketGID)
+		if err != nil {
+			return fail(ExitSetup, err)
+		}
+		execFD = fd
+	}
 	if err := pivot(p.Rootfs); err != nil {
 		return fail(ExitSetup, err)
 	}
@@ -93,32 +111,66 @@ func Main() int {
 		return fail(ExitCannotRun, fmt.Errorf("exec %s: %w", p.Args[0], err))
 	}
 	closeStdio(cmd)
-	return reap(cmd.Process.Pid, sigs)
+	jobs := make(chan *execJob)
+	if execFD >= 0 {
+		go serveExec(execFD, jobs)
+	}
+	return reap(cmd.Process.Pid, sigs, jobs, &p)
 }
 
 // prepareProcess resolves the user, working directory and executable, and
 // drops this thread's privileges to the container's, so that the forked
 // process starts with exactly them.
 func prepareProcess(p *Process) (*exec.Cmd, int, error) {
+	if p.OOMScoreAdj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+			return nil, ExitSetup, fmt.Errorf("--oom-score-adj %d: %w (lowering it below the current value needs privileges unroot does not have)", *p.OOMScoreAdj, err)
+		}
+	}
+	var stdio []*os.File
+	if !p.Tty {
+		// A session of its own: signals from the user's terminal reach it
+		// once, through us.
+		stdio = []*os.File{os.Stdin, os.Stdout, os.Stderr}
+	}
+	cmd, master, code, err := buildProcess(p, stdio, p.Tty)
+	if err != nil {
+		return nil, code, err
+	}
+	if master != nil {
+		sock := os.NewFile(initPtySocketFD, "pty-socket")
+		err := userns.SendFD(sock, master)
+		master.Close()
+		sock.Close()
+		if err != nil {
+			closeStdio(cmd)
+			return nil, ExitSetup, fmt.Errorf("passing the terminal to unroot: %w", err)
+		}
+	}
+	if err := applySecurity(p); err != nil {
+		return nil, ExitSetup, err
+	}
+	return cmd, 0, nil
+}
+
+// buildProcess resolves p's user, working directory and program inside
+// the container (the main process and exec'd ones alike) and returns the
+// command to start, with stdio, or a new terminal whose master it returns.
+func buildProcess(p *Process, stdio []*os.File, tty bool) (*exec.Cmd, *os.File, int, error) {
 	eu, err := resolveUser(p.User, p.SingleID)
 	if err != nil {
-		return nil, ExitSetup, err
+		return nil, nil, ExitSetup, err
 	}
 	env := p.Env
 	if !HasEnv(env, "HOME") {
 		env = append(env, "HOME="+eu.Home)
 	}
 	if err := os.MkdirAll(p.Cwd, 0o755); err != nil {
-		return nil, ExitCannotRun, fmt.Errorf("creating working directory %s: %w", p.Cwd, err)
+		return nil, nil, ExitCannotRun, fmt.Errorf("creating working directory %s: %w", p.Cwd, err)
 	}
 	path, code, err := lookPath(p.Args[0], env)
 	if err != nil {
-		return nil, code, err
-	}
-	if p.OOMScoreAdj != nil {
-		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
-			return nil, ExitSetup, fmt.Errorf("--oom-score-adj %d: %w (lowering it below the current value needs privileges unroot does not have)", *p.OOMScoreAdj, err)
-		}
+		return nil, nil, code, err
 	}
 	cmd := &exec.Cmd{Path: path, Args: p.Args, Env: env, Dir: p.Cwd}
 	attr := &syscall.SysProcAttr{
@@ -130,24 +182,21 @@ func prepareProcess(p *Process) (*exec.Cmd, int, error) {
 	for _, g := range eu.Sgids {
 		attr.Credential.Groups = append(attr.Credential.Groups, uint32(g))
 	}
-	if p.Tty {
-		slave, err := openTTY(os.NewFile(initPtySocketFD, "pty-socket"))
+	var master *os.File
+	if tty {
+		m, slave, err := allocPTY()
 		if err != nil {
-			return nil, ExitSetup, fmt.Errorf("allocating a terminal: %w", err)
+			return nil, nil, ExitSetup, fmt.Errorf("allocating a terminal: %w", err)
 		}
+		master = m
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 		attr.Setctty = true
 		attr.Ctty = 0
 	} else {
-		// A session of its own: signals from the user's terminal reach it
-		// once, through us.
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
 	}
 	cmd.SysProcAttr = attr
-	if err := applySecurity(p); err != nil {
-		return nil, ExitSetup, err
-	}
-	return cmd, 0, nil
+	return cmd, master, 0, nil
 }
 
 func closeStdio(cmd *exec.Cmd) {
@@ -157,10 +206,13 @@ func closeStdio(cmd *exec.Cmd) {
 }
 
 // reap waits for the process pid while forwarding signals to it and
-// reaping orphans, then returns its exit status.
-func reap(pid int, sigs chan os.Signal) int {
+// reaping orphans, then returns its exit status. It also starts the
+// processes `unroot exec` asks for (this is the thread that may fork them)
+// and reports their exit.
+func reap(pid int, sigs chan os.Signal, jobs <-chan *execJob, p *Process) int {
 	chld := make(chan os.Signal, 1)
 	signal.Notify(chld, unix.SIGCHLD)
+	execs := map[int]int{} // pid -> connection
 	for {
 		for {
 			var ws unix.WaitStatus
@@ -168,17 +220,27 @@ func reap(pid int, sigs chan os.Signal) int {
 			if err != nil || wpid <= 0 {
 				break
 			}
+			code := ws.ExitStatus()
+			if ws.Signaled() {
+				code = 128 + int(ws.Signal())
+			}
 			if wpid == pid {
-				if ws.Signaled() {
-					return 128 + int(ws.Signal())
-				}
-				return ws.ExitStatus()
+				return code
+			}
+			if conn, ok := execs[wpid]; ok {
+				delete(execs, wpid)
+				_ = sendReply(conn, ExecReply{Exit: &code})
+				_ = unix.Shutdown(conn, unix.SHUT_RDWR)
 			}
 		}
 		select {
 		case sig := <-sigs:
 			_ = unix.Kill(pid, sig.(unix.Signal))
 		case <-chld:
+		case job := <-jobs:
+			if epid := startExec(p, job); epid > 0 && !job.req.Detach {
+				execs[epid] = job.conn
+			}
 		}
 	}
 }
@@ -327,29 +389,25 @@ func checkExec(p string) error {
 	return nil
 }
 
-// openTTY opens a terminal in the container's own devpts, hands the
-// master to the host side over sock, and returns the slave for the process.
-func openTTY(sock *os.File) (*os.File, error) {
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+// allocPTY opens a terminal in the container's own devpts.
+func allocPTY() (master, slave *os.File, err error) {
+	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer master.Close()
 	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		return nil, fmt.Errorf("unlockpt: %w", err)
+		master.Close()
+		return nil, nil, fmt.Errorf("unlockpt: %w", err)
 	}
 	n, err := unix.IoctlGetUint32(int(master.Fd()), unix.TIOCGPTN)
 	if err != nil {
-		return nil, fmt.Errorf("ptsname: %w", err)
+		master.Close()
+		return nil, nil, fmt.Errorf("ptsname: %w", err)
 	}
-	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		master.Close()
+		return nil, nil, err
 	}
-	if err := userns.SendFD(sock, master); err != nil {
-		slave.Close()
-		return nil, fmt.Errorf("passing the terminal to unroot: %w", err)
-	}
-	sock.Close()
-	return slave, nil
+	return master, slave, nil
 }

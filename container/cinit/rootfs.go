@@ -107,6 +107,12 @@ func setupRootfs(p *Process) error {
 			return err
 		}
 	}
+	if err := setupMounts(r, p.Mounts); err != nil {
+		return err
+	}
+	if p.ReadOnly {
+		return readOnlyRoot(r)
+	}
 	return nil
 }
 

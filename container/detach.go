@@ -1,0 +1,370 @@
+package container
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/unroot/unroot/slirp"
+)
+
+// Environment of the detached per-container process: the container's id
+// and the data directory its config is under.
+const (
+	EnvDetached     = "_UNROOT_DETACHED"
+	envDetachedData = "_UNROOT_DETACHED_DATA"
+	detachStatusFD  = 3
+)
+
+// MaxLogSize is the size at which the log is rotated (one old file kept).
+var MaxLogSize int64 = 10 << 20
+
+// RunRecorded runs a recorded container in this process (the host half),
+// keeping its state file up to date.
+func RunRecorded(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error) {
+	id := c.ID
+	update := func(f func(st *State)) {
+		unlock, err := d.Lock(id)
+		if err != nil {
+			return
+		}
+		defer unlock()
+		st := d.LoadState(id)
+		if st.Unknown {
+			st = &State{}
+		}
+		f(st)
+		_ = d.SaveState(id, st)
+	}
+	self, start := os.Getpid(), ProcStart(os.Getpid())
+	update(func(st *State) {
+		*st = State{Status: StatusRunning, Pid: self, PidStart: start, StartedAt: time.Now()}
+	})
+	userStart := rio.OnStart
+	rio.OnStart = func(si StartInfo) {
+		update(func(st *State) {
+			st.MonitorPid, st.InitPid, st.StopSignal = si.MonitorPid, si.InitPid, si.StopSignal
+			st.StartedAt = time.Now()
+		})
+		if si.Process != nil && (c.Process == nil || !slices.Equal(c.Process.Args, si.Process.Args)) {
+			// Recorded once: ps and inspect show the command as run.
+			if unlock, err := d.Lock(id); err == nil {
+				if cur, err := d.LoadConfig(id); err == nil {
+					cur.Process = si.Process
+					_ = d.SaveConfig(cur)
+				}
+				unlock()
+			}
+		}
+		if userStart != nil {
+			userStart(si)
+		}
+	}
+	userPorts := rio.OnPorts
+	rio.OnPorts = func(p []slirp.PortSpec) {
+		update(func(st *State) { st.Ports = p })
+		if userPorts != nil {
+			userPorts(p)
+		}
+	}
+	code, err := RunWith(ctx, c.Spec, rio)
+	update(func(st *State) {
+		st.Status = StatusExited
+		st.Ports = nil
+		st.Pid, st.PidStart, st.MonitorPid, st.InitPid = 0, 0, 0, 0
+		st.FinishedAt = time.Now()
+		st.ExitCode = code
+		st.OOMKilled = rio.OOMKilled
+		if err != nil {
+			st.Error = err.Error()
+		}
+	})
+	if c.Spec.Remove {
+		// run -d --rm: the monitor removed the storage container.
+		_ = d.Remove(id)
+	}
+	return code, err
+}
+
+// StartDetached starts the container's host half as a process of its own
+// (a new session, no terminal) that outlives this one, and returns once the
+// container runs, or with the reason it could not start.
+func StartDetached(d Dirs, c *Config) error {
+	unlock, err := d.Lock(c.ID)
+	if err != nil {
+		return err
+	}
+	if st := d.LoadState(c.ID); st.Status == StatusRunning {
+		unlock()
+		return fmt.Errorf("container %s is already running", c.Name)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		unlock()
+		return err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		unlock()
+		return err
+	}
+	defer r.Close()
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		unlock()
+		w.Close()
+		return err
+	}
+	defer devnull.Close()
+	// The detached process's own complaints, should it have any.
+	shimLog, err := os.OpenFile(filepath.Join(d.ConfigDir(c.ID), "unroot.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		shimLog = devnull
+	} else {
+		defer shimLog.Close()
+	}
+	cmd := exec.Command(self)
+	cmd.Args[0] = "unroot"
+	cmd.Env = append(os.Environ(), EnvDetached+"="+c.ID, envDetachedData+"="+d.Data)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, shimLog, shimLog
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/"
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		unlock()
+		return fmt.Errorf("starting the container's process: %w", err)
+	}
+	// Recorded as running from now on, so that a concurrent start fails.
+	_ = d.SaveState(c.ID, &State{Status: StatusRunning, Pid: cmd.Process.Pid, PidStart: ProcStart(cmd.Process.Pid), StartedAt: time.Now()})
+	unlock()
+	pid := cmd.Process.Pid
+	_ = cmd.Process.Release()
+	msg, _ := io.ReadAll(r)
+	switch m := strings.TrimSpace(string(msg)); {
+	case m == "ok":
+		return nil
+	case m != "":
+		return errors.New(m)
+	default:
+		return fmt.Errorf("the container's process (pid %d) exited before the container started; see %s", pid, shimLog.Name())
+	}
+}
+
+// DetachedMain is the detached per-container process: the host half of
+// the container (user namespace, network, cgroup, signals), writing the
+// container's output to its log and its end to its state.
+func DetachedMain() int {
+	status := os.NewFile(detachStatusFD, "status")
+	var mu sync.Mutex
+	reported := false
+	// The first word to the starting command is the one that counts.
+	sayOnce := func(msg string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !reported {
+			reported = true
+			fmt.Fprintln(status, msg)
+			status.Close()
+		}
+	}
+
+	id := os.Getenv(EnvDetached)
+	d := Dirs{Data: os.Getenv(envDetachedData)}
+	c, err := d.LoadConfig(id)
+	if err != nil {
+		sayOnce(err.Error())
+		return ExitSetup
+	}
+	d.Run = c.Spec.RunDir
+	os.Unsetenv(EnvDetached)
+	os.Unsetenv(envDetachedData)
+	lf, err := openLog(d.LogPath(id))
+	if err != nil {
+		sayOnce(fmt.Sprintf("opening the container's log: %v", err))
+		return ExitSetup
+	}
+	defer lf.close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		sayOnce(err.Error())
+		return ExitSetup
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		sayOnce(err.Error())
+		return ExitSetup
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); lf.copy("stdout", outR) }()
+	go func() { defer wg.Done(); lf.copy("stderr", errR) }()
+	devnull, _ := os.Open(os.DevNull)
+	rio := &RunIO{Stdin: devnull, Stdout: outW, Stderr: errW, Detached: true,
+		OnStart: func(StartInfo) { sayOnce("ok") }}
+	code, err := RunRecorded(context.Background(), d, c, rio)
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		sayOnce(err.Error())
+		lf.write("stderr", []byte("unroot: "+err.Error()), false)
+	} else {
+		sayOnce(fmt.Sprintf("the container exited with status %d before it was started: see unroot logs %s", code, c.Name))
+	}
+	// Orphaned container processes may hold the pipes: do not wait forever.
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+	return 0
+}
+
+// logFile writes the k8s-file format (what Podman and CRI-O write):
+// "2006-01-02T15:04:05.999999999Z07:00 stdout F text", P for a partial line.
+type logFile struct {
+	mu   sync.Mutex
+	path string
+	f    *os.File
+	size int64
+}
+
+func openLog(path string) (*logFile, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &logFile{path: path, f: f, size: st.Size()}, nil
+}
+
+func (l *logFile) close() { l.mu.Lock(); l.f.Close(); l.mu.Unlock() }
+
+func (l *logFile) copy(stream string, r io.ReadCloser) {
+	defer r.Close()
+	br := bufio.NewReaderSize(r, 16<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			full := line[len(line)-1] == '\n'
+			if full {
+				line = line[:len(line)-1]
+			}
+			l.write(stream, line, !full)
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}
+
+func (l *logFile) write(stream string, line []byte, partial bool) {
+	tag := "F"
+	if partial {
+		tag = "P"
+	}
+	b := make([]byte, 0, len(line)+64)
+	b = time.Now().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, ' ')
+	b = append(b, stream...)
+	b = append(b, ' ')
+	b = append(b, tag...)
+	b = append(b, ' ')
+	b = append(b, line...)
+	b = append(b, '\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.size+int64(len(b)) > MaxLogSize && l.size > 0 {
+		// One rotation: ctr.log -> ctr.log.1.
+		if err := os.Rename(l.path, l.path+".1"); err == nil {
+			if f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err == nil {
+				l.f.Close()
+				l.f, l.size = f, 0
+			}
+		}
+	}
+	n, _ := l.f.Write(b)
+	l.size += int64(n)
+}
+
+// LogLine is one line of a container's log.
+type LogLine struct {
+	Time    time.Time
+	Stream  string
+	Partial bool
+	Text    string
+}
+
+// ParseLogLine parses one k8s-file log line.
+func ParseLogLine(s string) (LogLine, bool) {
+	ts, rest, ok := strings.Cut(s, " ")
+	if !ok {
+		return LogLine{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return LogLine{}, false
+	}
+	stream, rest, ok := strings.Cut(rest, " ")
+	if !ok {
+		return LogLine{}, false
+	}
+	tag, text, _ := strings.Cut(rest, " ")
+	return LogLine{Time: t, Stream: stream, Partial: tag == "P", Text: text}, true
+}
+
+// WaitExit waits until the container is no longer running or the timeout
+// passes (0: forever), and returns its state.
+func (d Dirs) WaitExit(id string, timeout time.Duration) (*State, bool) {
+	deadline := time.Now().Add(timeout)
+	for {
+		st := d.LoadState(id)
+		if st.Status != StatusRunning {
+			return st, true
+		}
+		if timeout > 0 && time.Now().After(deadline) {
+			return st, false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// SignalByName parses a signal: a number, TERM or SIGTERM.
+func SignalByName(s string) (syscall.Signal, error) {
+	if s == "" {
+		return unix.SIGTERM, nil
+	}
+	var n int
+	if _, err := fmt.Sscanf(s, "%d", &n); err == nil && fmt.Sprint(n) == s {
+		if n <= 0 || n > 64 {
+			return 0, fmt.Errorf("invalid signal %q", s)
+		}
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("invalid signal %q", s)
+}
