@@ -67,6 +67,8 @@ func init() {
 		{"info", "[flags]", "Show how unroot is set up on this machine", cmdInfo},
 		{"system", "df|prune|reset|check|share [flags]", "Manage the image store: disk use, clean-up, reset, consistency check", cmdSystem},
 		{"check", "[flags]", "Check that this machine and user can run containers, and say how to fix what is missing", cmdCheck},
+		{"stats", "[flags] [CONTAINER...]", "Show CPU, memory, pids and I/O use of running containers", cmdStats},
+		{"update", "[flags] CONTAINER...", "Change the resource limits of running containers", cmdUpdate},
 		{"version", "", "Show the unroot version", cmdVersion},
 	}
 }

@@ -73,6 +73,21 @@ else
 	case "$out" in *Delegate=*) [ $rc = 125 ] && pass io_not_delegated_error || fail io_not_delegated_error "exit $rc: $out" ;; *) fail io_not_delegated_error "exit $rc: $out" ;; esac
 fi
 
+# stats and update on a running, detached container.
+"$U" run -d --net=none --name st -m 100M --pids-limit 50 busybox sleep 60 >/dev/null 2>&1
+out=$("$U" stats --no-stream st 2>&1)
+case "$out" in *st*"/ 100MiB"*) pass stats ;; *) fail stats "$out" ;; esac
+out=$("$U" update --memory 150M --pids-limit 70 st 2>&1 && "$U" exec st sh -c 'cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max' 2>&1)
+case "$(echo $out)" in *"157286400 70") pass update ;; *) fail update "$out" ;; esac
+"$U" rm -f st >/dev/null 2>&1
+
+# An OOM-killed detached container: exit 137 and OOMKilled in inspect.
+"$U" run -d --net=none --name oom -m 32M --memory-swap 32M busybox sh -c 'tail /dev/zero' >/dev/null 2>&1
+code=$("$U" wait oom 2>&1)
+out=$("$U" inspect oom 2>&1)
+case "$code $out" in 137*'"OOMKilled": true'*) pass oomkilled_reported ;; *) fail oomkilled_reported "wait: $code; $(echo "$out" | grep -i oom)" ;; esac
+"$U" rm -f oom >/dev/null 2>&1
+
 # Without a limit flag, a container runs with no warning noise.
 out=$(run "" echo plain 2>&1)
 [ "$out" = plain ] && pass no_limits_no_noise || fail no_limits_no_noise "$out"
