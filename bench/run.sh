@@ -37,6 +37,7 @@ REPO=$(pwd)
 BENCHMARKS=(
 	"startup:container start-up latency, run --rm busybox true (hyperfine)"
 	"net:TCP throughput of each user-mode network driver (bench/net.sh, iperf3)"
+	"files:file-heavy workload on native overlay, fuse-overlayfs and the host directory (hyperfine)"
 )
 
 BENCH_DIR=${UNROOT_BENCH_DIR:-/var/tmp/unroot-bench}
@@ -326,6 +327,43 @@ bench_startup() {
 	md "" "Commands (hyperfine, run as \`runuser -u $BENCH_USER -- env -i -C $H HOME=$H XDG_RUNTIME_DIR=$XRT PATH=$USER_PATH ...\`):" "" '```'
 	md "$(quote_cmd "${hf[@]}")"
 	md '```' ""
+}
+
+# The file-heavy workload: 3000 small files in 30 directories, a tar of
+# them unpacked again, a find over it all, then removal. $1 is the work dir.
+FILES_SCRIPT='D=$1; mkdir -p $D/src && cd $D/src || exit 1
+i=0; while [ $i -lt 3000 ]; do d=d$((i / 100)); [ -d $d ] || mkdir $d; echo $i >$d/f$i; i=$((i + 1)); done
+tar cf $D/t.tar . && mkdir $D/x && tar xf $D/t.tar -C $D/x && find $D -type f | wc -l >/dev/null
+cd / && rm -rf $D'
+
+bench_files() {
+	need_unroot
+	local img=$ADDR/busybox fuse_root=$H/fuse-store
+	as_user "$UNROOT" --overlay=fuse --root "$fuse_root" pull -q --tls-verify=false "$img" >/dev/null
+	mkdir -p "$BENCH_DIR/hostdir" && chown "$BENCH_USER" "$BENCH_DIR/hostdir"
+	local -a names=(host native fuse) cmds=(
+		"busybox sh -c '$FILES_SCRIPT' sh $BENCH_DIR/hostdir/w"
+		"$UNROOT run --rm --net=none $img sh -c '$FILES_SCRIPT' sh /w"
+		"$UNROOT --overlay=fuse --root $fuse_root run --rm --net=none $img sh -c '$FILES_SCRIPT' sh /w"
+	)
+	local fstype
+	fstype=$(as_user "$UNROOT" --overlay=fuse --root "$fuse_root" run --rm --net=none "$img" awk '$2 == "/" { print $3 }' /proc/mounts)
+	log "fuse store: container / is $fstype"
+	local runs=$((RUNS < 5 ? RUNS : 5))
+	local -a hf=(hyperfine --style basic --warmup 1 --runs "$runs"
+		--export-json "$OUT/files.json" --export-csv "$OUT/files.csv")
+	local i
+	for i in "${!cmds[@]}"; do hf+=(-n "${names[$i]}" "${cmds[$i]}"); done
+	as_user "${hf[@]}" >&2
+	local table
+	table=$(table_from_csv files "$OUT/files.csv" host)
+	cp "$OUT/files.json" "$RESULTS/LATEST-files.json"
+	echo
+	echo "files: 3000 small files, tar round trip, find ($runs runs); ratio against the host directory"
+	echo "$table"
+	md "## files: file-heavy workload" "" \
+		"3000 small files written in 30 directories, tarred and untarred, found, removed; $runs runs, as $BENCH_USER. \"host\" runs the same busybox script in a host directory; the fuse store's container / is \`$fstype\`. The last column is the ratio to the host." "" \
+		"$table" ""
 }
 
 bench_net() {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/unroot/unroot/container/cinit"
 	"github.com/unroot/unroot/container/initbin"
+	"github.com/unroot/unroot/idmap"
 	"github.com/unroot/unroot/image"
 	"github.com/unroot/unroot/slirp"
 	"github.com/unroot/unroot/userns"
@@ -98,6 +99,13 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 		if err := loopbackUp(); err != nil {
 			return ExitSetup, err
 		}
+	}
+	if s.Net != "host" {
+		// A new network namespace starts with ping sockets disabled ("1 0");
+		// it is ours, so let every user in the container ping, as in Podman.
+		// The range is in our namespace's ids: up to the last mapped gid.
+		last := idmap.Size(s.Mapping.GIDs) - 1
+		_ = os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte(fmt.Sprintf("0 %d", last)), 0)
 	}
 	cfg, err := image.Config(ctx, store, img)
 	if err != nil {

@@ -134,6 +134,11 @@ func copyInto(ctx context.Context, store storage.Store, src types.ImageReference
 	}
 	defer pc.Destroy()
 	_, err = copy.Image(ctx, pc, dst, src, &copy.Options{ReportWriter: progress})
+	if err != nil {
+		if e := explainIDs(err); e != nil {
+			return e
+		}
+	}
 	return err
 }
 

@@ -27,7 +27,7 @@ func Lookup(store storage.Store, name string) (*storage.Image, error) {
 	if img, err := store.Image(id); err == nil {
 		return img, nil
 	}
-	return nil, fmt.Errorf("%s: %w", name, ErrNotFound)
+	return nil, fmt.Errorf("%s: %w (unroot images lists the stored ones; unroot pull %s fetches it)", name, ErrNotFound, name)
 }
 
 // Config reads the OCI config of a stored image.

@@ -111,6 +111,9 @@ func Pull(ctx context.Context, store storage.Store, name string, o RegistryOptio
 
 // explainPull adds the likely fix to the errors users meet most.
 func explainPull(ref reference.Named, err error) error {
+	if e := explainIDs(err); e != nil {
+		return fmt.Errorf("pulling %s: %w", ref, e)
+	}
 	host := reference.Domain(ref)
 	msg := err.Error()
 	var fix string

@@ -22,6 +22,11 @@ type StoreOptions struct {
 	RunRoot       string   `json:"run_root"`
 	Driver        string   `json:"driver"`
 	DriverOptions []string `json:"driver_options,omitempty"`
+	// Overlay is the layering strategy (package fuseoverlay): auto, native,
+	// fuse or vfs; Open settles Driver from it.
+	Overlay string `json:"overlay,omitempty"`
+	// ImageStores are read-only stores whose images are used in place.
+	ImageStores []string `json:"image_stores,omitempty"`
 }
 
 // Paths are the per-user locations unroot uses.
@@ -123,6 +128,10 @@ func SingleIDNamespace() bool {
 
 // Open opens the store. It must run as root in unroot's user namespace.
 func Open(o StoreOptions) (storage.Store, error) {
+	o, d, err := applyStrategy(o)
+	if err != nil {
+		return nil, err
+	}
 	s, err := storage.GetStore(types.StoreOptions{
 		GraphRoot:          o.GraphRoot,
 		RunRoot:            o.RunRoot,
@@ -132,5 +141,5 @@ func Open(o StoreOptions) (storage.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the image store at %s: %w", o.GraphRoot, err)
 	}
-	return s, nil
+	return checkOpened(s, o, d)
 }

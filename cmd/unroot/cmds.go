@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker/go-units"
 	flag "github.com/spf13/pflag"
+	"go.podman.io/storage"
 	"golang.org/x/sys/unix"
 
 	"github.com/unroot/unroot/container"
@@ -235,24 +236,18 @@ func cmdPull(g *globals, args []string) error {
 	if _, err := image.Normalize(fs.Arg(0)); err != nil {
 		return usageError{"pull", err}
 	}
-	if done, err := inUserNS(g); done {
-		return err
-	}
-	store, err := image.Open(g.store)
-	if err != nil {
-		return err
-	}
-	defer store.Shutdown(false)
-	progress := io.Writer(os.Stderr)
-	if *quiet {
-		progress = nil
-	}
-	img, err := image.Pull(bg, store, fs.Arg(0), reg.options(fs), progress)
-	if err != nil {
-		return err
-	}
-	fmt.Println(img.ID)
-	return nil
+	return withStore(g, func(store storage.Store) error {
+		progress := io.Writer(os.Stderr)
+		if *quiet {
+			progress = nil
+		}
+		img, err := image.Pull(bg, store, fs.Arg(0), reg.options(fs), progress)
+		if err != nil {
+			return err
+		}
+		fmt.Println(img.ID)
+		return nil
+	})
 }
 
 func cmdImages(g *globals, args []string) error {
@@ -262,43 +257,37 @@ func cmdImages(g *globals, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if done, err := inUserNS(g); done {
-		return err
-	}
-	store, err := image.Open(g.store)
-	if err != nil {
-		return err
-	}
-	defer store.Shutdown(false)
-	list, err := image.List(store)
-	if err != nil {
-		return err
-	}
-	if *quiet {
-		seen := map[string]bool{}
+	return withStore(g, func(store storage.Store) error {
+		list, err := image.List(store)
+		if err != nil {
+			return err
+		}
+		if *quiet {
+			seen := map[string]bool{}
+			for _, s := range list {
+				id := s.ID
+				if !*noTrunc {
+					id = image.ShortID(id)
+				}
+				if !seen[id] {
+					seen[id] = true
+					fmt.Println(id)
+				}
+			}
+			return nil
+		}
+		w := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+		fmt.Fprintln(w, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
 		for _, s := range list {
 			id := s.ID
 			if !*noTrunc {
 				id = image.ShortID(id)
 			}
-			if !seen[id] {
-				seen[id] = true
-				fmt.Println(id)
-			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", s.Repository, s.Tag, id,
+				units.HumanDuration(time.Since(time.Unix(s.Created, 0)))+" ago", units.HumanSizeWithPrecision(float64(s.Size), 3))
 		}
-		return nil
-	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(w, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
-	for _, s := range list {
-		id := s.ID
-		if !*noTrunc {
-			id = image.ShortID(id)
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", s.Repository, s.Tag, id,
-			units.HumanDuration(time.Since(time.Unix(s.Created, 0)))+" ago", units.HumanSizeWithPrecision(float64(s.Size), 3))
-	}
-	return w.Flush()
+		return w.Flush()
+	})
 }
 
 func cmdRmi(g *globals, args []string) error {
@@ -310,33 +299,27 @@ func cmdRmi(g *globals, args []string) error {
 	if fs.NArg() < 1 {
 		return usageError{"rmi", fmt.Errorf("requires at least 1 argument: IMAGE")}
 	}
-	if done, err := inUserNS(g); done {
-		return err
-	}
-	store, err := image.Open(g.store)
-	if err != nil {
-		return err
-	}
-	defer store.Shutdown(false)
-	failed := false
-	for _, name := range fs.Args() {
-		untagged, deleted, err := image.Remove(store, name, *force)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "unroot: %v\n", err)
-			failed = true
-			continue
+	return withStore(g, func(store storage.Store) error {
+		failed := false
+		for _, name := range fs.Args() {
+			untagged, deleted, err := image.Remove(store, name, *force)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "unroot: %v\n", err)
+				failed = true
+				continue
+			}
+			for _, u := range untagged {
+				fmt.Printf("Untagged: %s\n", u)
+			}
+			if deleted != "" {
+				fmt.Printf("Deleted: %s\n", deleted)
+			}
 		}
-		for _, u := range untagged {
-			fmt.Printf("Untagged: %s\n", u)
+		if failed {
+			return exitError{1}
 		}
-		if deleted != "" {
-			fmt.Printf("Deleted: %s\n", deleted)
-		}
-	}
-	if failed {
-		return exitError{1}
-	}
-	return nil
+		return nil
+	})
 }
 
 func cmdLogin(g *globals, args []string) error {
@@ -388,6 +371,7 @@ func cmdInfo(g *globals, args []string) error {
 		fmt.Printf("%s: %s\n", h, helperState(h))
 	}
 	fmt.Printf("storage: driver %s, root %s\n", g.store.Driver, g.store.GraphRoot)
+	fmt.Printf("overlay: %s\n", overlayInfo(g))
 	fmt.Printf("run directory: %s\n", g.paths.Run)
 	fmt.Printf("network: none (default), host\n")
 	for _, s := range []string{"user/max_user_namespaces", "kernel/unprivileged_userns_clone", "kernel/apparmor_restrict_unprivileged_userns"} {
@@ -435,38 +419,32 @@ func cmdLoad(g *globals, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{"load", fmt.Errorf("takes no arguments: use -i FILE")}
 	}
-	if done, err := inUserNS(g); done {
-		return err
-	}
-	store, err := image.Open(g.store)
-	if err != nil {
-		return err
-	}
-	defer store.Shutdown(false)
-	path := *input
-	if path == "" {
-		// docker load reads the archive from stdin.
-		tmp, err := os.CreateTemp(store.GraphRoot(), "stdin-")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(tmp.Name())
-		if _, err := io.Copy(tmp, os.Stdin); err != nil {
+	return withStore(g, func(store storage.Store) error {
+		path := *input
+		if path == "" {
+			// docker load reads the archive from stdin.
+			tmp, err := os.CreateTemp(store.GraphRoot(), "stdin-")
+			if err != nil {
+				return err
+			}
+			defer os.Remove(tmp.Name())
+			if _, err := io.Copy(tmp, os.Stdin); err != nil {
+				tmp.Close()
+				return fmt.Errorf("reading the archive from stdin: %w", err)
+			}
 			tmp.Close()
-			return fmt.Errorf("reading the archive from stdin: %w", err)
+			path = tmp.Name()
 		}
-		tmp.Close()
-		path = tmp.Name()
-	}
-	var progress io.Writer = os.Stderr
-	if *quiet {
-		progress = nil
-	}
-	names, err := image.Load(bg, store, path, progress)
-	for _, n := range names {
-		fmt.Printf("Loaded image: %s\n", n)
-	}
-	return err
+		var progress io.Writer = os.Stderr
+		if *quiet {
+			progress = nil
+		}
+		names, err := image.Load(bg, store, path, progress)
+		for _, n := range names {
+			fmt.Printf("Loaded image: %s\n", n)
+		}
+		return err
+	})
 }
 
 func cmdSave(g *globals, args []string) error {
@@ -482,6 +460,42 @@ func cmdSave(g *globals, args []string) error {
 	if *output == "" && isTerminal(os.Stdout) {
 		return usageError{"save", fmt.Errorf("refusing to write an archive to a terminal: use -o FILE or redirect stdout")}
 	}
+	return withStore(g, func(store storage.Store) error {
+		path := *output
+		if path == "" {
+			tmp, err := os.CreateTemp(store.GraphRoot(), "save-")
+			if err != nil {
+				return err
+			}
+			tmp.Close()
+			os.Remove(tmp.Name())
+			path = tmp.Name()
+			defer os.Remove(path)
+		}
+		if err := image.Save(bg, store, fs.Arg(0), path, *format); err != nil {
+			return err
+		}
+		if *output == "" {
+			f, err := os.Open(path)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = io.Copy(os.Stdout, f)
+			return err
+		}
+		return nil
+	})
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// withStore runs f with the image store open, as root in unroot's user
+// namespace (the command re-executes itself there first).
+func withStore(g *globals, f func(storage.Store) error) error {
 	if done, err := inUserNS(g); done {
 		return err
 	}
@@ -490,33 +504,5 @@ func cmdSave(g *globals, args []string) error {
 		return err
 	}
 	defer store.Shutdown(false)
-	path := *output
-	if path == "" {
-		tmp, err := os.CreateTemp(store.GraphRoot(), "save-")
-		if err != nil {
-			return err
-		}
-		tmp.Close()
-		os.Remove(tmp.Name())
-		path = tmp.Name()
-		defer os.Remove(path)
-	}
-	if err := image.Save(bg, store, fs.Arg(0), path, *format); err != nil {
-		return err
-	}
-	if *output == "" {
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(os.Stdout, f)
-		return err
-	}
-	return nil
-}
-
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return f(store)
 }

@@ -66,7 +66,10 @@ func init() {
 		{"save", "[flags] IMAGE", "Save an image to a tar archive", cmdSave},
 		{"login", "[flags] REGISTRY", "Log in to a registry", cmdLogin},
 		{"info", "[flags]", "Show how unroot is set up on this machine", cmdInfo},
+		{"system", "df|prune|reset|check|share [flags]", "Manage the image store: disk use, clean-up, reset, consistency check", cmdSystem},
 		{"check", "[flags]", "Check that this machine and user can run containers, and say how to fix what is missing", cmdCheck},
+		{"stats", "[flags] [CONTAINER...]", "Show CPU, memory, pids and I/O use of running containers", cmdStats},
+		{"update", "[flags] CONTAINER...", "Change the resource limits of running containers", cmdUpdate},
 		{"version", "", "Show the unroot version", cmdVersion},
 	}
 }
@@ -119,6 +122,8 @@ func realMain(args []string) int {
 	fs.SetInterspersed(false)
 	fs.StringVar(&g.root, "root", "", "storage root directory (default $XDG_DATA_HOME/unroot/storage)")
 	fs.StringVar(&g.runDir, "runroot", "", "run-time state directory (default $XDG_RUNTIME_DIR/unroot)")
+	overlay := fs.String("overlay", "", "how image layers are stacked: auto (native kernel overlay, else fuse-overlayfs, else vfs), native, fuse or vfs")
+	imageStores := fs.StringArray("image-store", nil, "also use the images of this read-only store (DIR, populated with unroot --root DIR pull); repeatable")
 	showVersion := fs.BoolP("version", "v", false, "print the version and exit")
 	logLevel := fs.String("log-level", "warn", "log messages at or above this level: debug, info, warn, error")
 	fs.Usage = func() { usage(fs) }
@@ -145,12 +150,9 @@ func realMain(args []string) int {
 		return 125
 	}
 	g.paths = image.DefaultPaths()
-	if g.runDir != "" {
-		g.paths.Run = g.runDir
-	}
-	g.store = image.DefaultStoreOptions(g.paths)
-	if g.root != "" {
-		g.store.GraphRoot = g.root
+	if g.store, err = image.Configure(&g.paths, image.Settings{Root: g.root, RunRoot: g.runDir, Overlay: *overlay, ImageStores: *imageStores}); err != nil {
+		fmt.Fprintf(os.Stderr, "unroot: %v\n", err)
+		return 125
 	}
 	verb, rest := fs.Arg(0), fs.Args()[1:]
 	for _, c := range commands {

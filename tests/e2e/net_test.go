@@ -1,0 +1,215 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// freePort returns a TCP and UDP port free on 127.0.0.1 right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 20; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// drivers are the user-mode network drivers to exercise: the embedded one
+// always, the helpers when this machine has a usable one.
+func drivers(t *testing.T, s *sandbox) []string {
+	ds := []string{"gvisor"}
+	for _, d := range []string{"slirp4netns", "pasta"} {
+		r := s.run("run", "--rm", "--tls-verify=false", "--net="+d, busybox(), "true")
+		if r.code == 0 {
+			ds = append(ds, d)
+		} else {
+			t.Logf("driver %s not usable here: %s", d, strings.TrimSpace(r.stderr))
+		}
+	}
+	return ds
+}
+
+// background starts `unroot run` and returns a channel with its result.
+func background(s *sandbox, args ...string) chan result {
+	ch := make(chan result, 1)
+	go func() { ch <- s.runWith(runOpts{timeout: 2 * time.Minute}, args...) }()
+	return ch
+}
+
+func TestNetPublishedPortsTCPAndUDP(t *testing.T) {
+	t.Parallel()
+	s := sandboxFor(t, nil)
+	s.pull(debian())
+	for _, d := range drivers(t, s) {
+		t.Run(d, func(t *testing.T) {
+			tcp, udp := freePort(t), freePort(t)
+			// A TCP server (bash's /dev/tcp can't listen: perl can, and
+			// perl-base is in every Debian image) and a UDP echo server.
+			script := `perl -MIO::Socket::INET -e '
+				my $u = IO::Socket::INET->new(LocalPort => 5353, Proto => "udp") or die "udp: $!";
+				my $t = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die "tcp: $!";
+				if (fork) { while (my $c = $t->accept) { print $c "tcp-hello\n"; close $c } exit }
+				while (1) { $u->recv(my $m, 1024); $u->send("echo:$m") }' &
+				sleep 15`
+			ch := background(s, "run", "--rm", "--tls-verify=false", "--net="+d,
+				"-p", fmt.Sprintf("127.0.0.1:%d:8080", tcp), "-p", fmt.Sprintf("127.0.0.1:%d:5353/udp", udp),
+				debian(), "bash", "-c", script)
+			var got string
+			deadline := time.Now().Add(40 * time.Second)
+			for time.Now().Before(deadline) && got == "" {
+				if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", tcp), time.Second); err == nil {
+					_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+					b, _ := io.ReadAll(c)
+					c.Close()
+					got = strings.TrimSpace(string(b))
+				}
+				if got == "" {
+					time.Sleep(300 * time.Millisecond)
+				}
+			}
+			if got != "tcp-hello" {
+				t.Errorf("TCP through -p 127.0.0.1:%d:8080: got %q", tcp, got)
+			}
+			var echo string
+			for i := 0; i < 10 && echo == ""; i++ {
+				c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", udp))
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = c.SetDeadline(time.Now().Add(time.Second))
+				_, _ = c.Write([]byte("ping"))
+				buf := make([]byte, 100)
+				if n, err := c.Read(buf); err == nil {
+					echo = string(buf[:n])
+				}
+				c.Close()
+			}
+			if echo != "echo:ping" {
+				t.Errorf("UDP through -p 127.0.0.1:%d:5353/udp: got %q", udp, echo)
+			}
+			if r := <-ch; r.code != 0 {
+				t.Errorf("container: %s", r)
+			}
+		})
+	}
+}
+
+// The host's loopback is reachable from the container as
+// host.containers.internal (and host.docker.internal).
+func TestNetHostLoopbackReachable(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "from-the-host") })}
+	go srv.Serve(l)
+	defer srv.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	s := sandboxFor(t, nil)
+	s.pull(busybox())
+	for _, d := range drivers(t, s) {
+		t.Run(d, func(t *testing.T) {
+			for _, name := range []string{"host.containers.internal", "host.docker.internal"} {
+				s.runSh(busybox(), fmt.Sprintf("wget -q -O- http://%s:%d/", name, port), "--net="+d).wantOut(t, "from-the-host")
+			}
+			// --disable-host-loopback takes it away.
+			r := s.runSh(busybox(), fmt.Sprintf("wget -q -T 3 -O- http://host.containers.internal:%d/", port), "--net="+d, "--disable-host-loopback")
+			if r.code == 0 {
+				t.Errorf("--disable-host-loopback: the host was still reachable:\n%s", r)
+			}
+		})
+	}
+}
+
+func TestNetDNSConfig(t *testing.T) {
+	t.Parallel()
+	s := sandboxFor(t, nil)
+	r := s.runSh(busybox(), "cat /etc/resolv.conf; echo ---; cat /etc/hosts").ok(t)
+	if !strings.Contains(r.stdout, "nameserver ") {
+		t.Errorf("no nameserver in /etc/resolv.conf:\n%s", r)
+	}
+	s.runSh(busybox(), "grep -c nameserver /etc/resolv.conf; grep 10.9.8.7 /etc/resolv.conf; grep 'db.example' /etc/hosts",
+		"--dns", "10.9.8.7", "--add-host", "db.example:192.0.2.1").ok(t)
+	s.runSh(busybox(), "hostname; grep -w box1 /etc/hosts", "--hostname", "box1").ok(t)
+}
+
+func TestNetHostSharesInterfaces(t *testing.T) {
+	t.Parallel()
+	host, err := os.ReadFile("/proc/net/dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sandboxFor(t, nil)
+	r := s.runSh(busybox(), "cat /proc/net/dev", "--net=host").ok(t)
+	if ifaces(string(host)) != ifaces(r.stdout) {
+		t.Errorf("--net=host: host has %s, container sees %s", ifaces(string(host)), ifaces(r.stdout))
+	}
+}
+
+func ifaces(procNetDev string) string {
+	var names []string
+	for _, l := range strings.Split(procNetDev, "\n") {
+		if name, _, ok := strings.Cut(l, ":"); ok && !strings.Contains(name, "|") {
+			names = append(names, strings.TrimSpace(name))
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+func TestNetSameHostPortTwiceFailsClearly(t *testing.T) {
+	t.Parallel()
+	s := sandboxFor(t, nil)
+	s.pull(busybox())
+	port := freePort(t)
+	pub := fmt.Sprintf("127.0.0.1:%d:80", port)
+	ch := background(s, "run", "--rm", "--tls-verify=false", "-p", pub, busybox(), "sleep", "15")
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+			break // the first container holds it
+		} else {
+			l.Close()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.run("run", "--rm", "--tls-verify=false", "-p", pub, busybox(), "true").wantCode(t, 125).wantStderr(t, "already in use")
+	<-ch
+}
+
+func TestNetPrivilegedPortNamesTheSysctl(t *testing.T) {
+	t.Parallel()
+	b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if strings.TrimSpace(string(b)) == "0" {
+		t.Skip("this host lets everyone bind low ports")
+	}
+	s := sandboxFor(t, nil)
+	s.run("run", "--rm", "--tls-verify=false", "-p", "127.0.0.1:81:80", busybox(), "true").
+		wantCode(t, 125).wantStderr(t, "ip_unprivileged_port_start")
+}
+
+// Every user in the container may open ICMP echo (ping) sockets: the
+// container's network namespace is ours to configure.
+func TestNetPingSocketsForEveryUser(t *testing.T) {
+	t.Parallel()
+	s := sandboxFor(t, nil)
+	s.pull(debian())
+	s.run("run", "--rm", "--tls-verify=false", "-u", "1000", debian(), "perl", "-MSocket", "-e",
+		`socket(S, PF_INET, SOCK_DGRAM, 1) or die "icmp socket: $!\n"; print "ok\n"`).wantOut(t, "ok")
+}
