@@ -80,6 +80,9 @@ func RunRecorded(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 		}
 	}
 	code, err := RunWith(ctx, c.Spec, rio)
+	// A lean monitor left these behind.
+	_ = os.Remove(filepath.Join(d.StateDir(id), "exec.sock"))
+	_ = os.RemoveAll(filepath.Join(d.StateDir(id), "etc"))
 	update(func(st *State) {
 		st.Status = StatusExited
 		st.Ports = nil
@@ -157,12 +160,29 @@ func StartDetached(d Dirs, c *Config) error {
 	switch m := strings.TrimSpace(string(msg)); {
 	case m == "ok":
 		return nil
+	case strings.HasPrefix(m, "fail "):
+		var code int
+		var text string
+		if _, err := fmt.Sscanf(m, "fail %d", &code); err == nil {
+			_, text, _ = strings.Cut(strings.TrimPrefix(m, "fail "), " ")
+			return &StartError{Code: code, Msg: text}
+		}
+		return errors.New(m)
 	case m != "":
 		return errors.New(m)
 	default:
 		return fmt.Errorf("the container's process (pid %d) exited before the container started; see %s", pid, shimLog.Name())
 	}
 }
+
+// StartError is a container that could not start, with Docker's exit
+// code for it (125, or 126/127 for a command that cannot be run).
+type StartError struct {
+	Code int
+	Msg  string
+}
+
+func (e *StartError) Error() string { return e.Msg }
 
 // DetachedMain is the detached per-container process: the host half of
 // the container (user namespace, network, cgroup, signals), writing the
@@ -186,10 +206,11 @@ func DetachedMain() int {
 	d := Dirs{Data: os.Getenv(envDetachedData)}
 	c, err := d.LoadConfig(id)
 	if err != nil {
-		sayOnce(err.Error())
+		sayOnce(fmt.Sprintf("fail %d %s", ExitSetup, err))
 		return ExitSetup
 	}
 	d.Run = c.Spec.RunDir
+	c.Spec.LeanMonitor = !c.Spec.Remove && os.Getenv("UNROOT_LEAN_MONITOR") != "0"
 	os.Unsetenv(EnvDetached)
 	os.Unsetenv(envDetachedData)
 	lf, err := openLog(d.LogPath(id))
@@ -218,18 +239,23 @@ func DetachedMain() int {
 	code, err := RunRecorded(context.Background(), d, c, rio)
 	outW.Close()
 	errW.Close()
-	if err != nil {
-		sayOnce(err.Error())
-		lf.write("stderr", []byte("unroot: "+err.Error()), false)
-	} else {
-		sayOnce(fmt.Sprintf("the container exited with status %d before it was started: see unroot logs %s", code, c.Name))
-	}
 	// Orphaned container processes may hold the pipes: do not wait forever.
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(2 * time.Second):
+	}
+	if err != nil {
+		sayOnce(fmt.Sprintf("fail %d %s", ExitSetup, err))
+		lf.write("stderr", []byte("unroot: "+err.Error()), false)
+	} else {
+		// e.g. the command is not found (127): what the init said.
+		msg := fmt.Sprintf("the container exited with status %d before it was started", code)
+		if last := lf.lastErrors(); last != "" {
+			msg = strings.TrimPrefix(last, "unroot: ")
+		}
+		sayOnce(fmt.Sprintf("fail %d %s (unroot logs %s)", code, msg, c.Name))
 	}
 	return 0
 }
@@ -241,6 +267,13 @@ type logFile struct {
 	path string
 	f    *os.File
 	size int64
+	errs []string // the last lines on stderr
+}
+
+func (l *logFile) lastErrors() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.errs, "; ")
 }
 
 func openLog(path string) (*logFile, error) {
@@ -292,6 +325,12 @@ func (l *logFile) write(stream string, line []byte, partial bool) {
 	b = append(b, '\n')
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if stream == "stderr" {
+		l.errs = append(l.errs, string(line))
+		if len(l.errs) > 3 {
+			l.errs = l.errs[1:]
+		}
+	}
 	if l.size+int64(len(b)) > MaxLogSize && l.size > 0 {
 		// One rotation: ctr.log -> ctr.log.1.
 		if err := os.Rename(l.path, l.path+".1"); err == nil {

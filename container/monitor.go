@@ -208,9 +208,17 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string) (int, 
 		cmd.Stdin = devnull
 		defer devnull.Close()
 	}
-	cmd.ExtraFiles = []*os.File{specR}
+	startedR, startedW, err := os.Pipe()
+	if err != nil {
+		specR.Close()
+		specW.Close()
+		return ExitSetup, err
+	}
+	defer startedR.Close()
+	// fd 3: the spec, 4: the terminal's socket (with -t), 5: "started".
+	cmd.ExtraFiles = []*os.File{specR, nil, startedW}
 	if s.Tty {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, userns.ExtraFile(0, "pty-socket"))
+		cmd.ExtraFiles[1] = userns.ExtraFile(0, "pty-socket")
 	}
 	// The network namespace is the monitor's own (made by the host side),
 	// where the user-mode network is already configured.
@@ -220,7 +228,9 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string) (int, 
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	startedW.Close()
+	if err != nil {
 		specR.Close()
 		specW.Close()
 		return ExitSetup, fmt.Errorf("starting the container: %w", err)
@@ -236,12 +246,26 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string) (int, 
 		}
 		proc.Cgroup = true
 	}
-	_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid, StopSignal: stopSignal,
-		Process: &ResolvedProcess{Args: proc.Args, Env: proc.Env, Cwd: proc.Cwd, User: proc.User}})
 	if err := json.NewEncoder(specW).Encode(proc); err != nil {
 		_ = cmd.Process.Kill()
 	}
 	specW.Close()
+	// The container counts as started once its process runs (a command
+	// that cannot be executed is a failure to start, as in Docker).
+	var one [1]byte
+	if n, _ := startedR.Read(one[:]); n == 1 {
+		_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid, StopSignal: stopSignal,
+			Process: &ResolvedProcess{Args: proc.Args, Env: proc.Env, Cwd: proc.Cwd, User: proc.User}})
+		if s.LeanMonitor {
+			// Nothing is left to do but wait: become the small waiter
+			// (this is the main thread, which forked the init). Our
+			// mounts stay with our mount namespace; the host side
+			// removes the run files.
+			self, _ := os.Executable()
+			_ = syscall.Exec(initbin.Path(s.RunDir, self), []string{"unroot-monitor"},
+				[]string{userns.EnvStage + "=" + cinit.StageWait, cinit.EnvWaitPid + "=" + strconv.Itoa(cmd.Process.Pid)})
+		}
+	}
 
 	done := make(chan struct{})
 	go func() {

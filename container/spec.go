@@ -59,6 +59,9 @@ type Spec struct {
 	// Mounts: -v and --tmpfs (host paths absolute); ReadOnly: --read-only.
 	Mounts   []Mount `json:"mounts,omitempty"`
 	ReadOnly bool    `json:"read_only,omitempty"`
+	// LeanMonitor: once the container runs, the monitor re-executes itself
+	// as the small waiter (a detached container that is not --rm).
+	LeanMonitor bool `json:"lean_monitor,omitempty"`
 	// StopSignal: --stop-signal (else the image's, else SIGTERM).
 	StopSignal string `json:"stop_signal,omitempty"`
 	// SignalsFromTTY: the user's terminal delivers INT/QUIT/TSTP to the

@@ -289,9 +289,8 @@ func Signal(st *State, sig syscall.Signal) error {
 			return nil
 		}
 	}
-	if sig == unix.SIGKILL {
-		return unix.Kill(st.Pid, sig)
-	}
+	// Not started yet: the host-side process relays what it can catch
+	// (and dies of SIGKILL, taking the container with it).
 	return unix.Kill(st.Pid, sig)
 }
 

@@ -9,4 +9,4 @@ import (
 	"github.com/unroot/unroot/container/cinit"
 )
 
-func main() { os.Exit(cinit.Main()) }
+func main() { os.Exit(cinit.Run()) }

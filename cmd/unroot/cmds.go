@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -201,6 +202,11 @@ func cmdRun(g *globals, args []string) (err error) {
 	}
 	if *detach {
 		if err := container.StartDetached(d, c); err != nil {
+			var se *container.StartError
+			if errors.As(err, &se) {
+				fmt.Fprintf(os.Stderr, "unroot: %s\n", se.Msg)
+				return exitError{se.Code}
+			}
 			return err
 		}
 		fmt.Println(c.ID)

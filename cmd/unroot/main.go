@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -73,6 +74,15 @@ func init() {
 	}
 }
 
+func init() {
+	// The monitor forks the container's init from the main thread and may
+	// later exec (see cinit.StageWait): the init's parent-death signal is
+	// bound to the thread that forked it, which must survive the exec.
+	if userns.Stage() == container.StageMonitor {
+		runtime.LockOSThread()
+	}
+}
+
 func main() {
 	// containers/storage re-executes this binary to unpack layers in a
 	// chroot; those helpers dispatch here.
@@ -88,6 +98,8 @@ func main() {
 	switch userns.Stage() {
 	case container.StageInit:
 		os.Exit(cinit.Main())
+	case cinit.StageWait:
+		os.Exit(cinit.WaitMain())
 	case container.StageMonitor:
 		os.Exit(container.MonitorMain())
 	case container.StagePull:

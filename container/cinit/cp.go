@@ -69,6 +69,7 @@ func ExtractTar(r io.Reader, dir, top string) error {
 		t    time.Time
 	}
 	var dirs []dirTime
+	origTop := ""
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -81,9 +82,14 @@ func ExtractTar(r io.Reader, dir, top string) error {
 		if name == "" {
 			continue
 		}
+		// One tree: entries outside the first entry's top are ignored.
+		first, rest, _ := strings.Cut(name, "/")
+		if origTop == "" {
+			origTop = first
+		} else if first != origTop {
+			continue
+		}
 		if top != "" {
-			first, rest, _ := strings.Cut(name, "/")
-			_ = first
 			name = filepath.Join(top, rest)
 		}
 		target, err := securejoin.SecureJoin(dir, name)

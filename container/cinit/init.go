@@ -59,6 +59,9 @@ const (
 	ExitNotFound    = 127
 	initSpecFD      = 3
 	initPtySocketFD = 4
+	// initStartedFD gets one byte once the process runs (its exec
+	// succeeded); the monitor only then reports the container started.
+	initStartedFD = 5
 )
 
 // Main runs as PID 1 of the container: it finishes the rootfs, pivots
@@ -69,6 +72,8 @@ func Main() int {
 	// Capabilities and no_new_privs are per thread in Linux; the process is
 	// forked from this thread and inherits them.
 	runtime.LockOSThread()
+	// Only the container's init may hold this: not the process.
+	unix.CloseOnExec(initStartedFD)
 	var p Process
 	f := os.NewFile(initSpecFD, "spec")
 	if err := json.NewDecoder(f).Decode(&p); err != nil {
@@ -111,6 +116,10 @@ func Main() int {
 		return fail(ExitCannotRun, fmt.Errorf("exec %s: %w", p.Args[0], err))
 	}
 	closeStdio(cmd)
+	if started := os.NewFile(initStartedFD, "started"); started != nil {
+		_, _ = started.Write([]byte{1})
+		started.Close()
+	}
 	jobs := make(chan *execJob)
 	if execFD >= 0 {
 		go serveExec(execFD, jobs)

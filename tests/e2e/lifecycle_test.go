@@ -207,7 +207,17 @@ func TestLifecycleStartAttach(t *testing.T) {
 	if got := s.run("wait", id).ok(t).out(); got != "0" {
 		t.Errorf("wait: %q", got)
 	}
-	s.run("rm", strings.TrimPrefix(name, "/"), "once").ok(t)
+	// A command that cannot run is a failure of run -d, with Docker's code.
+	s.run("run", "-d", "--tls-verify=false", "--name", "bad", busybox(), "no-such-command").wantCode(t, 127).wantStderr(t, "no-such-command")
+	if got := psLine(t, s, "bad"); !strings.HasPrefix(got, "bad Exited (127)") {
+		t.Errorf("ps -a after a failed run -d: %q", got)
+	}
+	s.run("rm", strings.TrimPrefix(name, "/"), "once", "bad").ok(t)
+	// run -d --rm: gone, layer and record, once it exits.
+	s.run("run", "-d", "--rm", "--tls-verify=false", "--name", "temp", busybox(), "sleep", "0.5").ok(t)
+	eventually(t, "the --rm container to go", 20*time.Second, func() bool {
+		return s.run("ps", "-aq", "--filter", "name=temp").out() == ""
+	})
 	if n := s.containerCount(t); n != 0 {
 		t.Errorf("rm left %d containers in the store", n)
 	}

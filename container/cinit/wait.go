@@ -1,0 +1,64 @@
+package cinit
+
+import (
+	"os"
+	"os/signal"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/unroot/unroot/userns"
+)
+
+// StageWait is the stage of a detached container's monitor once the
+// container runs: the monitor re-executes itself as this small program,
+// which only waits for the container's init (its child) and forwards
+// signals to it, instead of keeping unroot's whole binary in memory for
+// the container's lifetime.
+const StageWait = "monitor-wait"
+
+// EnvWaitPid holds the pid the waiter waits for.
+const EnvWaitPid = "_UNROOT_WAIT_PID"
+
+// Run is the unroot-init binary's entry point: the container's init, or
+// a monitor's waiter.
+func Run() int {
+	if os.Getenv(userns.EnvStage) == StageWait {
+		return WaitMain()
+	}
+	return Main()
+}
+
+// WaitMain waits for the pid in EnvWaitPid, forwarding signals to it, and
+// exits with its status (128+N for signal N).
+func WaitMain() int {
+	// An exec makes a process dumpable again.
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	pid, err := strconv.Atoi(os.Getenv(EnvWaitPid))
+	if err != nil || pid <= 0 {
+		return fail(ExitSetup, os.ErrInvalid)
+	}
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs, Forwarded...)
+	go func() {
+		for sig := range sigs {
+			_ = unix.Kill(pid, sig.(unix.Signal))
+		}
+	}()
+	for {
+		var ws unix.WaitStatus
+		wpid, err := unix.Wait4(pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || wpid != pid {
+			return ExitSetup
+		}
+		if ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		if ws.Exited() {
+			return ws.ExitStatus()
+		}
+	}
+}
