@@ -15,6 +15,7 @@ PACKAGES=(
 	uidmap fuse-overlayfs docker-registry skopeo umoci busybox-static
 	debootstrap podman runc passt slirp4netns iperf3 qemu-system-x86
 	qemu-utils openssl apache2-utils procps iproute2 hyperfine
+	postgresql-client
 )
 TEST_USER=unroot-test
 NOSUB_USER=unroot-nosub
