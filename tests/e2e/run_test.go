@@ -238,6 +238,9 @@ func TestRunInteractiveTTYShell(t *testing.T) {
 	p.send("tty; stty size\r")
 	p.expect("/dev/", 10*time.Second)
 	p.expect("24 80", 10*time.Second)
+	// Type Ctrl-D only at the next prompt: the shell's line editor flushes
+	// what was typed before it switched the terminal's mode.
+	p.expect("# ", 10*time.Second)
 	p.send("\x04") // Ctrl-D: EOF for the shell
 	p.wait(30*time.Second).wantCode(t, 0)
 }
