@@ -373,7 +373,11 @@ func cmdInfo(g *globals, args []string) error {
 	fmt.Printf("storage: driver %s, root %s\n", g.store.Driver, g.store.GraphRoot)
 	fmt.Printf("overlay: %s\n", overlayInfo(g))
 	fmt.Printf("run directory: %s\n", g.paths.Run)
-	fmt.Printf("network: none (default), host\n")
+	if d, reason, err := slirp.Choose("auto"); err == nil {
+		fmt.Printf("network: %s (%s); also none, host\n", d, reason)
+	} else {
+		fmt.Printf("network: none, host (user-mode network unavailable: %v)\n", err)
+	}
 	for _, s := range []string{"user/max_user_namespaces", "kernel/unprivileged_userns_clone", "kernel/apparmor_restrict_unprivileged_userns"} {
 		if b, err := os.ReadFile("/proc/sys/" + s); err == nil {
 			fmt.Printf("sysctl %s: %s\n", strings.ReplaceAll(s, "/", "."), strings.TrimSpace(string(b)))
