@@ -75,8 +75,6 @@ func overlayInfo(g *globals) string {
 	return fmt.Sprintf("%s, not decided yet for this store (the first pull or run probes native overlay; %s)", g.store.Overlay, fuse)
 }
 
-func openStore(g *globals) (storage.Store, error) { return image.Open(g.store) }
-
 // ---------------------------------------------------------------- df
 
 func systemDF(g *globals, args []string) error {
@@ -85,144 +83,138 @@ func systemDF(g *globals, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if done, err := inUserNS(g); done {
-		return err
-	}
-	store, err := openStore(g)
-	if err != nil {
-		return err
-	}
-	defer store.Shutdown(false)
-	layers, err := store.Layers()
-	if err != nil {
-		return err
-	}
-	byID := map[string]storage.Layer{}
-	for _, l := range layers {
-		byID[l.ID] = l
-	}
-	size := func(l storage.Layer) int64 {
-		if l.UncompressedSize > 0 {
-			return l.UncompressedSize
+	return withStore(g, func(store storage.Store) error {
+		layers, err := store.Layers()
+		if err != nil {
+			return err
 		}
-		if n, err := store.DiffSize(l.Parent, l.ID); err == nil {
-			return n
+		byID := map[string]storage.Layer{}
+		for _, l := range layers {
+			byID[l.ID] = l
 		}
-		return 0
-	}
-	imgs, err := store.Images()
-	if err != nil {
-		return err
-	}
-	ctrs, err := store.Containers()
-	if err != nil {
-		return err
-	}
-	users := map[string]int{} // layer -> images using it
-	chains := map[string][]string{}
-	for _, img := range imgs {
-		seen := map[string]bool{}
-		for id := img.TopLayer; id != "" && !seen[id]; id = byID[id].Parent {
-			seen[id] = true
-			chains[img.ID] = append(chains[img.ID], id)
-			users[id]++
+		size := func(l storage.Layer) int64 {
+			if l.UncompressedSize > 0 {
+				return l.UncompressedSize
+			}
+			if n, err := store.DiffSize(l.Parent, l.ID); err == nil {
+				return n
+			}
+			return 0
 		}
-	}
-	ctrsOf := map[string]int{}
-	for _, c := range ctrs {
-		ctrsOf[c.ImageID]++
-	}
-	var total, active, reclaim, shared int64
-	type row struct {
-		name, id          string
-		size, shared, own int64
-		ctrs              int
-		ro                bool
-	}
-	var rows []row
-	for _, img := range imgs {
-		r := row{id: image.ShortID(img.ID), ctrs: ctrsOf[img.ID], ro: img.ReadOnly, name: "<none>"}
-		if len(img.Names) > 0 {
-			r.name = img.Names[0]
+		imgs, err := store.Images()
+		if err != nil {
+			return err
 		}
-		for _, id := range chains[img.ID] {
-			n := size(byID[id])
-			r.size += n
-			if users[id] > 1 {
-				r.shared += n
-			} else {
-				r.own += n
+		ctrs, err := store.Containers()
+		if err != nil {
+			return err
+		}
+		users := map[string]int{} // layer -> images using it
+		chains := map[string][]string{}
+		for _, img := range imgs {
+			seen := map[string]bool{}
+			for id := img.TopLayer; id != "" && !seen[id]; id = byID[id].Parent {
+				seen[id] = true
+				chains[img.ID] = append(chains[img.ID], id)
+				users[id]++
 			}
 		}
-		rows = append(rows, r)
-		if r.ctrs > 0 {
-			active++
-		} else if !r.ro {
-			reclaim += r.own
+		ctrsOf := map[string]int{}
+		for _, c := range ctrs {
+			ctrsOf[c.ImageID]++
 		}
-	}
-	for id, n := range users {
-		if l, ok := byID[id]; ok && !l.ReadOnly {
-			total += size(l)
-			if n > 1 {
-				shared += size(l)
+		var total, active, reclaim, shared int64
+		type row struct {
+			name, id          string
+			size, shared, own int64
+			ctrs              int
+			ro                bool
+		}
+		var rows []row
+		for _, img := range imgs {
+			r := row{id: image.ShortID(img.ID), ctrs: ctrsOf[img.ID], ro: img.ReadOnly, name: "<none>"}
+			if len(img.Names) > 0 {
+				r.name = img.Names[0]
+			}
+			for _, id := range chains[img.ID] {
+				n := size(byID[id])
+				r.size += n
+				if users[id] > 1 {
+					r.shared += n
+				} else {
+					r.own += n
+				}
+			}
+			rows = append(rows, r)
+			if r.ctrs > 0 {
+				active++
+			} else if !r.ro {
+				reclaim += r.own
 			}
 		}
-	}
-	var ctrTotal int64
-	ctrSizes := map[string]int64{}
-	for _, c := range ctrs {
-		if n, err := store.ContainerSize(c.ID); err == nil {
-			ctrSizes[c.ID] = n
-			ctrTotal += n
+		for id, n := range users {
+			if l, ok := byID[id]; ok && !l.ReadOnly {
+				total += size(l)
+				if n > 1 {
+					shared += size(l)
+				}
+			}
 		}
-	}
-	var orphans, orphanSize int64
-	used := map[string]bool{}
-	for id := range users {
-		used[id] = true
-	}
-	for _, c := range ctrs {
-		used[c.LayerID] = true
-	}
-	for _, l := range layers {
-		if !used[l.ID] && !l.ReadOnly {
-			orphans++
-			orphanSize += size(l)
+		var ctrTotal int64
+		ctrSizes := map[string]int64{}
+		for _, c := range ctrs {
+			if n, err := store.ContainerSize(c.ID); err == nil {
+				ctrSizes[c.ID] = n
+				ctrTotal += n
+			}
 		}
-	}
-	h := func(n int64) string { return units.HumanSizeWithPrecision(float64(n), 3) }
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(w, "TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE")
-	fmt.Fprintf(w, "Images\t%d\t%d\t%s\t%s\n", len(imgs), active, h(total), h(reclaim))
-	fmt.Fprintf(w, "Containers\t%d\t%d\t%s\t%s\n", len(ctrs), 0, h(ctrTotal), h(ctrTotal))
-	fmt.Fprintf(w, "Shared layers\t%d\t\t%s\t\n", countShared(users), h(shared))
-	fmt.Fprintf(w, "Orphaned layers\t%d\t0\t%s\t%s\n", orphans, h(orphanSize), h(orphanSize))
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	if !*verbose {
-		return nil
-	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].name < rows[j].name })
-	fmt.Println("\nImages space usage:")
-	w = tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(w, "IMAGE\tID\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS\tSTORE")
-	for _, r := range rows {
-		where := "own"
-		if r.ro {
-			where = "read-only"
+		var orphans, orphanSize int64
+		used := map[string]bool{}
+		for id := range users {
+			used[id] = true
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.name, r.id, h(r.size), h(r.shared), h(r.own), r.ctrs, where)
-	}
-	_ = w.Flush()
-	fmt.Println("\nContainers space usage:")
-	w = tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(w, "CONTAINER ID\tNAMES\tIMAGE\tSIZE")
-	for _, c := range ctrs {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", image.ShortID(c.ID), strings.Join(c.Names, ","), image.ShortID(c.ImageID), h(ctrSizes[c.ID]))
-	}
-	return w.Flush()
+		for _, c := range ctrs {
+			used[c.LayerID] = true
+		}
+		for _, l := range layers {
+			if !used[l.ID] && !l.ReadOnly {
+				orphans++
+				orphanSize += size(l)
+			}
+		}
+		h := func(n int64) string { return units.HumanSizeWithPrecision(float64(n), 3) }
+		w := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+		fmt.Fprintln(w, "TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE")
+		fmt.Fprintf(w, "Images\t%d\t%d\t%s\t%s\n", len(imgs), active, h(total), h(reclaim))
+		fmt.Fprintf(w, "Containers\t%d\t%d\t%s\t%s\n", len(ctrs), 0, h(ctrTotal), h(ctrTotal))
+		fmt.Fprintf(w, "Shared layers\t%d\t\t%s\t\n", countShared(users), h(shared))
+		fmt.Fprintf(w, "Orphaned layers\t%d\t0\t%s\t%s\n", orphans, h(orphanSize), h(orphanSize))
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		if !*verbose {
+			return nil
+		}
+		sort.Slice(rows, func(i, j int) bool { return rows[i].name < rows[j].name })
+		fmt.Println("\nImages space usage:")
+		w = tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+		fmt.Fprintln(w, "IMAGE\tID\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS\tSTORE")
+		for _, r := range rows {
+			where := "own"
+			if r.ro {
+				where = "read-only"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.name, r.id, h(r.size), h(r.shared), h(r.own), r.ctrs, where)
+		}
+		_ = w.Flush()
+		fmt.Println("\nContainers space usage:")
+		w = tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+		fmt.Fprintln(w, "CONTAINER ID\tNAMES\tIMAGE\tSIZE")
+		for _, c := range ctrs {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", image.ShortID(c.ID), strings.Join(c.Names, ","), image.ShortID(c.ImageID), h(ctrSizes[c.ID]))
+		}
+		return w.Flush()
+	})
 }
 
 func countShared(users map[string]int) int {
@@ -247,103 +239,97 @@ func systemPrune(g *globals, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if done, err := inUserNS(g); done {
-		return err
-	}
-	store, err := openStore(g)
-	if err != nil {
-		return err
-	}
-	defer store.Shutdown(false)
-	var freed int64
-	var failed bool
-	ctrs, err := store.Containers()
-	if err != nil {
-		return err
-	}
-	inUse := map[string]bool{}
-	for _, c := range ctrs {
-		if n, err := store.Mounted(c.LayerID); err == nil && n > 0 && monitorAlive(g, c.ID) {
-			inUse[c.ImageID] = true
-			continue // running
+	return withStore(g, func(store storage.Store) error {
+		var freed int64
+		var failed bool
+		ctrs, err := store.Containers()
+		if err != nil {
+			return err
 		}
-		n, _ := store.ContainerSize(c.ID)
-		_, _ = store.Unmount(c.ID, true)
-		if err := store.DeleteContainer(c.ID); err != nil {
-			fmt.Fprintf(os.Stderr, "unroot: removing container %s: %v\n", image.ShortID(c.ID), err)
-			failed = true
-			inUse[c.ImageID] = true
-			continue
+		inUse := map[string]bool{}
+		for _, c := range ctrs {
+			if n, err := store.Mounted(c.LayerID); err == nil && n > 0 && monitorAlive(g, c.ID) {
+				inUse[c.ImageID] = true
+				continue // running
+			}
+			n, _ := store.ContainerSize(c.ID)
+			_, _ = store.Unmount(c.ID, true)
+			if err := store.DeleteContainer(c.ID); err != nil {
+				fmt.Fprintf(os.Stderr, "unroot: removing container %s: %v\n", image.ShortID(c.ID), err)
+				failed = true
+				inUse[c.ImageID] = true
+				continue
+			}
+			freed += n
+			fmt.Printf("Deleted container: %s\n", c.ID)
 		}
-		freed += n
-		fmt.Printf("Deleted container: %s\n", c.ID)
-	}
-	imgs, err := store.Images()
-	if err != nil {
-		return err
-	}
-	for _, img := range imgs {
-		if img.ReadOnly || inUse[img.ID] || (len(img.Names) > 0 && !*all) {
-			continue
+		imgs, err := store.Images()
+		if err != nil {
+			return err
 		}
-		n, _ := store.ImageSize(img.ID)
-		if _, err := store.DeleteImage(img.ID, true); err != nil {
-			fmt.Fprintf(os.Stderr, "unroot: removing image %s: %v\n", image.ShortID(img.ID), err)
-			failed = true
-			continue
+		for _, img := range imgs {
+			if img.ReadOnly || inUse[img.ID] || (len(img.Names) > 0 && !*all) {
+				continue
+			}
+			n, _ := store.ImageSize(img.ID)
+			if _, err := store.DeleteImage(img.ID, true); err != nil {
+				fmt.Fprintf(os.Stderr, "unroot: removing image %s: %v\n", image.ShortID(img.ID), err)
+				failed = true
+				continue
+			}
+			freed += n
+			fmt.Printf("Deleted image: %s\n", img.ID)
 		}
-		freed += n
-		fmt.Printf("Deleted image: %s\n", img.ID)
-	}
-	// Layers left behind by interrupted pulls (committed, no image yet).
-	layers, err := store.Layers()
-	if err != nil {
-		return err
-	}
-	imgs, _ = store.Images()
-	ctrs, _ = store.Containers()
-	used := map[string]bool{}
-	byID := map[string]storage.Layer{}
-	for _, l := range layers {
-		byID[l.ID] = l
-	}
-	for _, img := range imgs {
-		for id := img.TopLayer; id != "" && !used[id]; id = byID[id].Parent {
-			used[id] = true
+		// Layers left behind by interrupted pulls (committed, no image yet).
+		layers, err := store.Layers()
+		if err != nil {
+			return err
 		}
-		for _, id := range img.MappedTopLayers {
-			used[id] = true
+		imgs, _ = store.Images()
+		ctrs, _ = store.Containers()
+		used := map[string]bool{}
+		byID := map[string]storage.Layer{}
+		for _, l := range layers {
+			byID[l.ID] = l
 		}
-	}
-	for _, c := range ctrs {
-		used[c.LayerID] = true
-	}
-	for _, l := range layers {
-		if used[l.ID] || l.ReadOnly {
-			continue
+		for _, img := range imgs {
+			for id := img.TopLayer; id != "" && !used[id]; id = byID[id].Parent {
+				used[id] = true
+			}
+			for _, id := range img.MappedTopLayers {
+				used[id] = true
+			}
 		}
-		for id := l.Parent; id != "" && !used[id]; id = byID[id].Parent {
-			used[id] = true // keep an orphan chain's parents until its top goes
+		for _, c := range ctrs {
+			used[c.LayerID] = true
 		}
-	}
-	for _, l := range layers {
-		if used[l.ID] || l.ReadOnly || time.Since(l.Created) < orphanAge {
-			continue
+		for _, l := range layers {
+			if used[l.ID] || l.ReadOnly {
+				continue
+			}
+			for id := l.Parent; id != "" && !used[id]; id = byID[id].Parent {
+				used[id] = true // keep an orphan chain's parents until its top goes
+			}
 		}
-		n := l.UncompressedSize
-		if err := store.DeleteLayer(l.ID); err != nil {
-			fmt.Fprintf(os.Stderr, "unroot: removing layer %s: %v\n", image.ShortID(l.ID), err)
-			failed = true
-			continue
+		for _, l := range layers {
+			if used[l.ID] || l.ReadOnly || time.Since(l.Created) < orphanAge {
+				continue
+			}
+			n := l.UncompressedSize
+			if err := store.DeleteLayer(l.ID); err != nil {
+				fmt.Fprintf(os.Stderr, "unroot: removing layer %s: %v\n", image.ShortID(l.ID), err)
+				failed = true
+				continue
+			}
+			freed += n
+			fmt.Printf("Deleted layer: %s\n", l.ID)
 		}
-		freed += n
-		fmt.Printf("Deleted layer: %s\n", l.ID)
-	}
-	fmt.Printf("Total reclaimed space: %s\n", units.HumanSizeWithPrecision(float64(freed), 3))
-	if failed {
-		return exitError{1}
-	}
-	return nil
+		fmt.Printf("Total reclaimed space: %s\n", units.HumanSizeWithPrecision(float64(freed), 3))
+		if failed {
+			return exitError{1}
+		}
+		return nil
+	})
 }
 
 // monitorAlive: a container whose run directory is gone has no monitor (it
@@ -423,7 +409,7 @@ func systemCheck(g *globals, args []string) error {
 		}
 	}
 	fuseoverlay.CleanStaleProbes(g.store.GraphRoot)
-	store, err := openStore(g)
+	store, err := image.Open(g.store)
 	if err != nil {
 		return err
 	}
