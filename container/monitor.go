@@ -36,6 +36,8 @@ type Message struct {
 	// main process.
 	StopSignal string           `json:"stop_signal,omitempty"`
 	Process    *ResolvedProcess `json:"process,omitempty"`
+	// OOMKilled comes with EventExited.
+	OOMKilled bool `json:"oom_killed,omitempty"`
 }
 
 // MonitorMain runs as root in unroot's user namespace. It owns the store
@@ -263,7 +265,8 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string) (int, 
 			// removes the run files.
 			self, _ := os.Executable()
 			_ = syscall.Exec(initbin.Path(s.RunDir, self), []string{"unroot-monitor"},
-				[]string{userns.EnvStage + "=" + cinit.StageWait, cinit.EnvWaitPid + "=" + strconv.Itoa(cmd.Process.Pid)})
+				[]string{userns.EnvStage + "=" + cinit.StageWait, cinit.EnvWaitPid + "=" + strconv.Itoa(cmd.Process.Pid),
+					cinit.EnvWaitCgroup + "=" + s.CgroupPath})
 		}
 	}
 
@@ -283,6 +286,8 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string) (int, 
 	}()
 	err = cmd.Wait()
 	close(done)
+	// Read while our cgroup still exists (we keep the scope alive).
+	_ = ctl.Send(Message{Event: EventExited, OOMKilled: cinit.OOMKilledIn(s.CgroupPath)})
 	return exitCode(cmd.ProcessState, err), nil
 }
 
@@ -291,6 +296,7 @@ const (
 	EventNeedPull = "need-pull" // the image is missing: pull, then start again
 	EventReady    = "ready"     // the image is there: set up the network now
 	EventStarted  = "started"
+	EventExited   = "exited" // the container's init ended; OOMKilled tells why
 )
 
 var errNeedPull = errors.New("image must be pulled first")

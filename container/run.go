@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -177,9 +176,6 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 	}
 	defer func() { _ = cg.Remove(); _ = cg.Close() }()
 	s.CgroupPath = cg.Path()
-	if s.CgroupPath != "" {
-		defer func() { rio.OOMKilled = oomKilled(s.CgroupPath) }()
-	}
 	if err := child.Ctl.Send(Message{Spec: s}); err != nil {
 		_ = child.Cmd.Process.Kill()
 	}
@@ -196,15 +192,20 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 	if netHost != nil && rio.OnPorts != nil && len(s.Publish) > 0 {
 		rio.OnPorts(netHost.Ports())
 	}
+	ctlDone := make(chan struct{})
 	go func() {
-		// After the handshake the monitor only reports the start.
+		// After the handshake the monitor reports the start and the end.
+		defer close(ctlDone)
 		for {
 			var m Message
 			if child.Ctl.Recv(&m) != nil {
 				return
 			}
-			if m.Event == EventStarted && rio.OnStart != nil {
+			switch {
+			case m.Event == EventStarted && rio.OnStart != nil:
 				rio.OnStart(StartInfo{MonitorPid: child.Cmd.Process.Pid, InitPid: m.Pid, StopSignal: m.StopSignal, Process: m.Process})
+			case m.Event == EventExited:
+				rio.OOMKilled = m.OOMKilled
 			}
 		}
 	}()
@@ -262,6 +263,11 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 	}()
 	err = child.Cmd.Wait()
 	close(waitDone)
+	// The monitor's last message may still be on its way.
+	select {
+	case <-ctlDone:
+	case <-time.After(2 * time.Second):
+	}
 	child.Ctl.Close()
 	if needPull.Load() {
 		return ExitSetup, errNeedPull
@@ -322,20 +328,6 @@ func handshake(ctx context.Context, s *Spec, child *userns.Child, needPull *atom
 		return host, fmt.Errorf("sending the network setup: %w", err)
 	}
 	return host, nil
-}
-
-// oomKilled reads the container's cgroup's memory.events.
-func oomKilled(cgroup string) bool {
-	b, err := os.ReadFile(filepath.Join(cgroup, "memory.events"))
-	if err != nil {
-		return false
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, " "); ok && k == "oom_kill" && v != "0" {
-			return true
-		}
-	}
-	return false
 }
 
 func resize(master *os.File) {

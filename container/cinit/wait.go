@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -54,11 +55,46 @@ func WaitMain() int {
 		if err != nil || wpid != pid {
 			return ExitSetup
 		}
+		reportExit(OOMKilledIn(os.Getenv(EnvWaitCgroup)))
 		if ws.Signaled() {
 			return 128 + int(ws.Signal())
 		}
 		if ws.Exited() {
 			return ws.ExitStatus()
 		}
+	}
+}
+
+// EnvWaitCgroup holds the container's cgroup for the waiter (may be unset).
+const EnvWaitCgroup = "_UNROOT_WAIT_CGROUP"
+
+// OOMKilledIn reports whether the kernel's OOM killer killed a process of
+// the cgroup dir (memory.events oom_kill). It must be read while the
+// cgroup exists: systemd removes a scope once its last process, the
+// monitor, is gone.
+func OOMKilledIn(dir string) bool {
+	if dir == "" {
+		return false
+	}
+	b, err := os.ReadFile(dir + "/memory.events")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, " "); ok && k == "oom_kill" && v != "0" {
+			return true
+		}
+	}
+	return false
+}
+
+// reportExit tells the host side, over the control socket (fd 3, kept
+// across the monitor's exec into this waiter), how the container ended.
+func reportExit(oom bool) {
+	f := os.NewFile(3, "ctl")
+	if oom {
+		_, _ = f.Write([]byte(`{"event":"exited","oom_killed":true}` + "\n"))
+	} else {
+		_, _ = f.Write([]byte(`{"event":"exited"}` + "\n"))
 	}
 }
