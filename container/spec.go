@@ -8,13 +8,12 @@ package container
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
-	"strings"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/unroot/unroot/cgroupv2"
 	"github.com/unroot/unroot/container/cinit"
+	"github.com/unroot/unroot/container/resolve"
 	"github.com/unroot/unroot/idmap"
 	"github.com/unroot/unroot/image"
 	"github.com/unroot/unroot/slirp"
@@ -86,98 +85,21 @@ func NewID() string {
 	return hex.EncodeToString(b)
 }
 
-const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 // Resolve merges the image config with the user's flags the way Docker
-// does: --entrypoint replaces the image's entrypoint and drops its Cmd; CMD
-// arguments replace the image's Cmd; -e adds to and overrides image Env.
+// does (package resolve).
 func Resolve(s *Spec, cfg *v1.Image) (*Process, error) {
-	var ic v1.ImageConfig
-	if cfg != nil {
-		ic = cfg.Config
-	}
-	entry := ic.Entrypoint
-	cmd := ic.Cmd
-	if s.Entrypoint != nil {
-		entry = nil
-		if *s.Entrypoint != "" {
-			entry = []string{*s.Entrypoint}
-		}
-		cmd = nil
-	}
-	if len(s.Cmd) > 0 {
-		cmd = s.Cmd
-	}
-	args := append(append([]string{}, entry...), cmd...)
-	if len(args) == 0 {
-		return nil, fmt.Errorf("no command given and image %s has no Cmd or Entrypoint: add a command after the image name", s.Image)
-	}
-	p := &Process{
-		Args:     args,
-		Env:      MergeEnv(ic.Env, s.Env),
-		Cwd:      ic.WorkingDir,
-		User:     ic.User,
-		Hostname: s.Hostname,
-		Tty:      s.Tty,
-		Net:      s.Net,
-	}
-	if s.Workdir != "" {
-		p.Cwd = s.Workdir
-	}
-	if p.Cwd == "" {
-		p.Cwd = "/"
-	}
-	if s.User != "" {
-		p.User = s.User
-	}
-	if p.Hostname == "" {
-		p.Hostname = s.ID[:12]
-	}
-	if !hasEnv(p.Env, "PATH") {
-		p.Env = append([]string{defaultPath}, p.Env...)
-	}
-	if s.Tty && !hasEnv(p.Env, "TERM") {
-		p.Env = append(p.Env, "TERM=xterm")
-	}
-	if !hasEnv(p.Env, "HOSTNAME") {
-		p.Env = append(p.Env, "HOSTNAME="+p.Hostname)
-	}
-	if s.Limits.OOMScoreAdj != 0 {
-		v := s.Limits.OOMScoreAdj
-		p.OOMScoreAdj = &v
-	}
-	caps, err := cinit.Capabilities(s.CapAdd, s.CapDrop)
-	if err != nil {
-		return nil, err
-	}
-	p.Caps = caps
-	p.Mounts, p.ReadOnly = s.Mounts, s.ReadOnly
-	return p, nil
+	return resolve.Process(s.request(), cfg)
 }
 
-// MergeEnv applies overrides (KEY=VALUE, or KEY alone to drop it) to base.
-func MergeEnv(base, overrides []string) []string {
-	out := append([]string{}, base...)
-	for _, o := range overrides {
-		k, _, hasVal := strings.Cut(o, "=")
-		idx := -1
-		for i, e := range out {
-			if ek, _, _ := strings.Cut(e, "="); ek == k {
-				idx = i
-				break
-			}
-		}
-		switch {
-		case idx >= 0 && hasVal:
-			out[idx] = o
-		case idx < 0 && hasVal:
-			out = append(out, o)
-		}
+// request is the part of the spec that shapes the process.
+func (s *Spec) request() resolve.Request {
+	return resolve.Request{
+		ID: s.ID, Image: s.Image, Cmd: s.Cmd, Entrypoint: s.Entrypoint, Env: s.Env,
+		Workdir: s.Workdir, User: s.User, Hostname: s.Hostname, Tty: s.Tty, Net: s.Net,
+		CapAdd: s.CapAdd, CapDrop: s.CapDrop, Mounts: s.Mounts, ReadOnly: s.ReadOnly,
+		OOMScoreAdj: s.Limits.OOMScoreAdj,
 	}
-	return out
 }
-
-func hasEnv(env []string, k string) bool { return cinit.HasEnv(env, k) }
 
 // Exit codes, as Docker uses them.
 const (

@@ -13,6 +13,7 @@ import (
 	"go.podman.io/storage"
 
 	"github.com/unroot/unroot/fuseoverlay"
+	"github.com/unroot/unroot/image/paths"
 )
 
 // UserConfig is the user's storage configuration, ~/.config/unroot/storage.conf
@@ -142,7 +143,7 @@ func placeDefault(o *StoreOptions, cfg UserConfig) error {
 	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return fmt.Errorf("the default image store %s is on %s; creating a local one at %s: %w\n  fix: set root = \"DIR\" in %s, or pass --root DIR", o.GraphRoot, fsi.Network, local, err, configPath(cfg))
 	}
-	if st, err := os.Lstat(parent); err != nil || !st.IsDir() || (ownerOf(st) != os.Getuid() && os.Getuid() != 0) {
+	if st, err := os.Lstat(parent); err != nil || !st.IsDir() || (paths.OwnerOf(st) != os.Getuid() && os.Getuid() != 0) {
 		return fmt.Errorf("%s is not a directory owned by you: remove it, or set root = \"DIR\" in %s", parent, configPath(cfg))
 	}
 	notifyOnce(filepath.Join(parent, ".network-fs-notice"), fmt.Sprintf(
@@ -209,7 +210,7 @@ func first(ss ...string) string {
 func applyStrategy(o StoreOptions) (StoreOptions, fuseoverlay.Decision, error) {
 	foreign := ""
 	for _, s := range o.ImageStores {
-		if st, err := os.Stat(s); err == nil && ownerOf(st) != os.Getuid() {
+		if st, err := os.Stat(s); err == nil && paths.OwnerOf(st) != os.Getuid() {
 			foreign = s // another user's (unmapped ids show as the overflow uid)
 		}
 	}

@@ -9,11 +9,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"go.podman.io/storage"
 	"go.podman.io/storage/types"
+
+	"github.com/unroot/unroot/image/paths"
 )
 
 // StoreOptions says where the store lives and how layers are mounted.
@@ -29,70 +30,18 @@ type StoreOptions struct {
 	ImageStores []string `json:"image_stores,omitempty"`
 }
 
-// Paths are the per-user locations unroot uses.
-type Paths struct {
-	Data    string // persistent: store, container configs
-	Run     string // runtime state, lost on reboot
-	Config  string
-	Warning string // set when a fallback was taken the user should know of
-}
+// Paths are the per-user locations unroot uses (package paths).
+type Paths = paths.Paths
 
-// DefaultPaths follows the XDG base directories. XDG_RUNTIME_DIR is often
-// unset (su -, ssh on HPC nodes, batch jobs), so the run directory falls
-// back to a private directory under /tmp.
-func DefaultPaths() Paths {
-	home := os.Getenv("HOME")
-	var p Paths
-	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
-		p.Data = filepath.Join(d, "unroot")
-	} else {
-		p.Data = filepath.Join(home, ".local", "share", "unroot")
-	}
-	if d := os.Getenv("XDG_CONFIG_HOME"); d != "" {
-		p.Config = filepath.Join(d, "unroot")
-	} else {
-		p.Config = filepath.Join(home, ".config", "unroot")
-	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && writableDir(d) {
-		p.Run = filepath.Join(d, "unroot")
-	} else {
-		p.Run = filepath.Join(os.TempDir(), "unroot-"+strconv.Itoa(HostUID()))
-	}
-	return p
-}
+// DefaultPaths follows the XDG base directories.
+func DefaultPaths() Paths { return paths.Default() }
 
 // HostUID is the caller's uid on the host, also from inside unroot's user
-// namespace (where os.Getuid is 0).
-func HostUID() int {
-	if v, err := strconv.Atoi(os.Getenv("_CONTAINERS_ROOTLESS_UID")); err == nil {
-		return v
-	}
-	return os.Getuid()
-}
+// namespace.
+func HostUID() int { return paths.HostUID() }
 
-func writableDir(d string) bool {
-	st, err := os.Stat(d)
-	if err != nil || !st.IsDir() {
-		return false
-	}
-	return unixAccessW(d)
-}
-
-// EnsureRunDir creates the run directory private to the user, and refuses
-// one that someone else created first (a /tmp squatter).
-func EnsureRunDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating the run directory %s: %w", dir, err)
-	}
-	st, err := os.Lstat(dir)
-	if err != nil {
-		return err
-	}
-	if !st.IsDir() || ownerOf(st) != os.Getuid() && os.Getuid() != 0 {
-		return fmt.Errorf("run directory %s is not a directory owned by you: remove it or set XDG_RUNTIME_DIR to a private directory", dir)
-	}
-	return nil
-}
+// EnsureRunDir creates the run directory private to the user.
+func EnsureRunDir(dir string) error { return paths.EnsureRunDir(dir) }
 
 // DefaultStoreOptions places the store under the user's data directory.
 func DefaultStoreOptions(p Paths) StoreOptions {
