@@ -9,13 +9,19 @@ BIN  := bin/unroot
 
 all: build
 
-# The container's init is a small static binary of its own (it starts in a
-# few milliseconds), embedded into unroot: still one file to install.
+# Three binaries, one file to install: the container's init (small, static:
+# it starts in a few milliseconds) is embedded into the full unroot
+# (cmd/unroot), and both into the small user-facing binary (cmd/unroot-fast),
+# which runs `run --rm` of a stored image itself and execs the full unroot
+# for everything else (see container/fastrun).
 INITBIN := container/initbin/unroot-init
+ENGINEBIN := container/enginebin/unroot-engine
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o $(INITBIN) ./cmd/unroot-init
 	cd $(dir $(INITBIN)) && sha256sum unroot-init > unroot-init.sha256
-	$(GO) build -tags "$(TAGS) embedinit" -trimpath -o $(BIN) ./cmd/unroot
+	$(GO) build -tags "$(TAGS) embedinit" -trimpath -ldflags="-s -w" -o $(ENGINEBIN) ./cmd/unroot
+	cd $(dir $(ENGINEBIN)) && sha256sum unroot-engine > unroot-engine.sha256
+	$(GO) build -tags "$(TAGS) embedinit embedengine" -trimpath -o $(BIN) ./cmd/unroot-fast
 
 install: build
 	install -m 0755 $(BIN) $(or $(PREFIX),/usr/local)/bin/unroot

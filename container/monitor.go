@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/unroot/unroot/container/cinit"
+	"github.com/unroot/unroot/container/fastrun"
 	"github.com/unroot/unroot/container/initbin"
 	"github.com/unroot/unroot/idmap"
 	"github.com/unroot/unroot/image"
@@ -65,6 +66,10 @@ func MonitorMain() int {
 
 func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	ctx := context.Background()
+	var stamps []fastrun.Stamp
+	if s.Fast != nil {
+		stamps = FastStamps(s.Store, s.Fast.ConfigDir)
+	}
 	store, err := image.Open(s.Store)
 	if err != nil {
 		return ExitSetup, err
@@ -113,6 +118,7 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	if err != nil {
 		return ExitSetup, err
 	}
+	SaveFastRecord(s.Fast, stamps, s.RunDir, s.Store, store, img, cfg)
 	proc, err := Resolve(s, cfg)
 	if err != nil {
 		return ExitSetup, err

@@ -66,6 +66,8 @@ type Spec struct {
 	// SignalsFromTTY: the user's terminal delivers INT/QUIT/TSTP to the
 	// monitor directly, so nobody must forward them a second time.
 	SignalsFromTTY bool `json:"signals_from_tty"`
+	// Fast: where to leave the fast path a record of the image.
+	Fast *FastTarget `json:"fast,omitempty"`
 }
 
 // Process is the resolved process of a container (the init stage's input).

@@ -10,6 +10,8 @@ import (
 	"go.podman.io/image/v5/docker/reference"
 	istorage "go.podman.io/image/v5/storage"
 	"go.podman.io/storage"
+
+	"github.com/unroot/unroot/container/fastrun"
 )
 
 // ErrNotFound is returned by Lookup for an image that is not in the store.
@@ -123,6 +125,17 @@ func Remove(store storage.Store, name string, force bool) (untagged []string, de
 				return nil, "", err
 			}
 		}
+	}
+	// A fast `run --rm` (package fastrun) mounts the layers without the
+	// store knowing.
+	tmp := fastrun.TmpDir(store.GraphRoot())
+	release, err := fastrun.Guard(tmp, true)
+	if err != nil {
+		return nil, "", err
+	}
+	defer release()
+	if fastrun.ImageInUse(tmp, img.ID) {
+		return nil, "", fmt.Errorf("image %s is used by a running container (unroot run --rm): wait for it to end, then remove the image", name)
 	}
 	if _, err := store.DeleteImage(img.ID, true); err != nil {
 		return nil, "", fmt.Errorf("removing image %s: %w", name, err)

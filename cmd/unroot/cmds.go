@@ -170,6 +170,7 @@ func cmdRun(g *globals, args []string) (err error) {
 	s.ID = container.NewID()
 	s.Store = g.store
 	s.RunDir = g.paths.Run
+	s.Fast = g.fastTarget(s.Image)
 	if err := image.EnsureRunDir(g.paths.Run); err != nil {
 		return err
 	}
@@ -245,9 +246,25 @@ func cmdPull(g *globals, args []string) error {
 		if err != nil {
 			return err
 		}
+		saveFastRecord(g, store, fs.Arg(0))
 		fmt.Println(img.ID)
 		return nil
 	})
+}
+
+// saveFastRecord lets the next `run --rm` of ref take the fast path.
+func saveFastRecord(g *globals, store storage.Store, ref string) {
+	t := g.fastTarget(ref)
+	stamps := container.FastStamps(g.store, t.ConfigDir)
+	img, err := image.Lookup(store, ref)
+	if err != nil {
+		return
+	}
+	cfg, err := image.Config(bg, store, img)
+	if err != nil {
+		return
+	}
+	container.SaveFastRecord(t, stamps, g.paths.Run, g.store, store, img, cfg)
 }
 
 func cmdImages(g *globals, args []string) error {

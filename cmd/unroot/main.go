@@ -15,8 +15,10 @@ import (
 
 	"github.com/unroot/unroot/container"
 	"github.com/unroot/unroot/container/cinit"
+	"github.com/unroot/unroot/container/fastrun"
 	"github.com/unroot/unroot/idmap"
 	"github.com/unroot/unroot/image"
+	"github.com/unroot/unroot/image/paths"
 	"github.com/unroot/unroot/userns"
 )
 
@@ -110,6 +112,8 @@ func main() {
 
 // globals are the flags every verb understands, given before the verb.
 type globals struct {
+	// args are the global flags as given (they key the fast path's records).
+	args   []string
 	paths  image.Paths
 	store  image.StoreOptions
 	root   string
@@ -155,6 +159,7 @@ func realMain(args []string) int {
 		return 125
 	}
 	verb, rest := fs.Arg(0), fs.Args()[1:]
+	g.args = args[:len(args)-fs.NArg()]
 	for _, c := range commands {
 		if c.name != verb {
 			continue
@@ -266,6 +271,11 @@ func storeCtl() *userns.Conn {
 		ctl = userns.Enter()
 	}
 	return ctl
+}
+
+// fastTarget is where the fast path will look for the record of ref.
+func (g *globals) fastTarget(ref string) *container.FastTarget {
+	return &container.FastTarget{Key: fastrun.Key(g.args, ref), Dir: paths.Default().Run, ConfigDir: g.paths.Config}
 }
 
 func mapping() idmap.Mapping { return idmap.Choose(idmap.CurrentCaller()) }

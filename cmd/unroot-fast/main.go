@@ -1,0 +1,51 @@
+// Command unroot-fast is the binary users run as `unroot` (make build
+// installs it under that name). It does the commonest command itself, a
+// foreground `run --rm` of an image already in the store (package
+// fastrun), in a few milliseconds: it links none of containers/image,
+// containers/storage or the user-mode network stack, whose package
+// initialisation alone costs the full unroot tens of milliseconds per exec.
+// Everything else it hands to the full unroot (cmd/unroot), embedded in it
+// and exec'd with the same arguments.
+package main
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/unroot/unroot/container/cinit"
+	"github.com/unroot/unroot/container/enginebin"
+	"github.com/unroot/unroot/container/fastrun"
+	"github.com/unroot/unroot/image/paths"
+	"github.com/unroot/unroot/userns"
+)
+
+// envNoFast=1 sends every command to the full unroot (to compare, or to
+// rule the fast path out when something looks wrong).
+const envNoFast = "UNROOT_NO_FAST"
+
+func main() {
+	switch os.Getenv(userns.EnvStage) {
+	case fastrun.StageMonitor:
+		os.Exit(fastrun.MonitorMain())
+	case cinit.StageInit, cinit.StageWait:
+		// Only without an embedded unroot-init (a plain go build).
+		os.Exit(cinit.Run())
+	case "":
+		if os.Getenv(envNoFast) != "1" {
+			if code, ok := fastrun.Try(os.Args[1:]); ok {
+				os.Exit(code)
+			}
+		}
+	}
+	runDir := paths.Default().Run
+	err := paths.EnsureRunDir(runDir)
+	if err == nil {
+		var engine string
+		if engine, err = enginebin.Path(runDir); err == nil {
+			err = syscall.Exec(engine, os.Args, os.Environ())
+		}
+	}
+	fmt.Fprintf(os.Stderr, "unroot: %v\n", err)
+	os.Exit(cinit.ExitSetup)
+}

@@ -1,0 +1,58 @@
+// Package embedbin installs a program embedded in unroot (the container's
+// init, the full unroot inside the small user-facing binary) as a file it
+// can exec: once per user and build, under the run directory.
+package embedbin
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Path returns dir/NAME-SUM16, writing data there first when it is not
+// there yet. sum is data's sha256 (hex), computed at build time.
+func Path(data []byte, sum, dir, name string) (string, error) {
+	if len(sum) < 16 {
+		return "", fmt.Errorf("embedded %s has no checksum", name)
+	}
+	p := filepath.Join(dir, name+"-"+sum[:16])
+	if st, err := os.Stat(p); err == nil && st.Size() == int64(len(data)) {
+		return p, nil
+	}
+	if err := install(data, sum, dir, p); err != nil {
+		return "", fmt.Errorf("installing %s in %s: %w", name, dir, err)
+	}
+	return p, nil
+}
+
+// install writes data to p atomically, verifying its checksum, so that a
+// concurrent or interrupted run never execs half a file.
+func install(data []byte, sum, dir, p string) error {
+	got := sha256.Sum256(data)
+	if hex.EncodeToString(got[:]) != sum {
+		return fmt.Errorf("the embedded copy is corrupt")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".install-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.ReadFrom(bytes.NewReader(data)); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o500); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), p)
+}

@@ -1,0 +1,18 @@
+//go:build embedengine
+
+package enginebin
+
+import (
+	_ "embed"
+	"strings"
+)
+
+// Built by `make build` before the user-facing binary.
+//
+//go:embed unroot-engine
+var embedded []byte
+
+//go:embed unroot-engine.sha256
+var embeddedSumFile string
+
+var embeddedSum = strings.Fields(embeddedSumFile + " ")[0]

@@ -1,0 +1,8 @@
+//go:build !embedengine
+
+package enginebin
+
+var (
+	embedded    []byte
+	embeddedSum string
+)

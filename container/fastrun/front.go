@@ -1,0 +1,331 @@
+package fastrun
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	flag "github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+
+	"github.com/unroot/unroot/container/cinit"
+	"github.com/unroot/unroot/container/resolve"
+	"github.com/unroot/unroot/idmap"
+	"github.com/unroot/unroot/image/paths"
+	"github.com/unroot/unroot/userns"
+)
+
+// Spec is what the fast monitor needs, sent over the control socket.
+type Spec struct {
+	ID        string         `json:"id"`
+	ImageID   string         `json:"image_id"`
+	GraphRoot string         `json:"graph_root"`
+	RunDir    string         `json:"run_dir"`
+	Lower     []string       `json:"lower"`
+	Proc      *cinit.Process `json:"proc"`
+	Etc       resolve.Etc    `json:"etc"`
+	Stdin     bool           `json:"stdin"`
+	// GIDs is the number of mapped group ids (the ping range).
+	GIDs           uint64 `json:"gids"`
+	SignalsFromTTY bool   `json:"signals_from_tty"`
+}
+
+// flags are the `run` flags the fast path understands; any other is
+// left to the full unroot (which also owns every error message).
+type flags struct {
+	rm, detach, interactive, tty, readOnly, quiet bool
+	env, addHost, tmpfs                           []string
+	dns, capAdd, capDrop                          []string
+	workdir, entrypoint, user, hostname           string
+	net, pull                                     string
+}
+
+func parseRun(args []string) (*flags, *flag.FlagSet, error) {
+	var f flags
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.SetInterspersed(false)
+	fs.BoolVar(&f.rm, "rm", false, "")
+	fs.BoolVarP(&f.detach, "detach", "d", false, "")
+	fs.BoolVarP(&f.interactive, "interactive", "i", false, "")
+	fs.BoolVarP(&f.tty, "tty", "t", false, "")
+	fs.BoolVar(&f.readOnly, "read-only", false, "")
+	fs.BoolVarP(&f.quiet, "quiet", "q", false, "")
+	fs.StringArrayVarP(&f.env, "env", "e", nil, "")
+	fs.StringArrayVar(&f.addHost, "add-host", nil, "")
+	fs.StringArrayVar(&f.tmpfs, "tmpfs", nil, "")
+	fs.StringSliceVar(&f.dns, "dns", nil, "")
+	fs.StringSliceVar(&f.capAdd, "cap-add", nil, "")
+	fs.StringSliceVar(&f.capDrop, "cap-drop", nil, "")
+	fs.StringVarP(&f.workdir, "workdir", "w", "", "")
+	fs.StringVar(&f.entrypoint, "entrypoint", "", "")
+	fs.StringVarP(&f.user, "user", "u", "", "")
+	fs.StringVarP(&f.hostname, "hostname", "h", "", "")
+	fs.StringVar(&f.net, "net", "auto", "")
+	fs.StringVar(&f.net, "network", "auto", "")
+	fs.StringVar(&f.pull, "pull", "missing", "")
+	// Registry flags matter only for a pull, which the fast path never does.
+	fs.Bool("tls-verify", true, "")
+	fs.String("cert-dir", "", "")
+	fs.String("creds", "", "")
+	fs.String("authfile", "", "")
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	return &f, fs, nil
+}
+
+// globalFlags parses the flags before the verb; ok is false for any the
+// fast path does not know.
+func globalFlags(args []string) (global, rest []string, ok bool) {
+	fs := flag.NewFlagSet("unroot", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.SetInterspersed(false)
+	for _, n := range []string{"root", "runroot", "overlay", "log-level"} {
+		fs.String(n, "", "")
+	}
+	fs.StringArray("image-store", nil, "")
+	if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
+		return nil, nil, false
+	}
+	return args[:len(args)-fs.NArg()], fs.Args(), true
+}
+
+// Try runs `unroot ARGS` itself when it is a run the fast path can do, and
+// returns its exit code; handled is false when the full unroot must.
+func Try(args []string) (code int, handled bool) {
+	global, rest, ok := globalFlags(args)
+	if !ok || rest[0] != "run" {
+		return 0, false
+	}
+	f, fs, err := parseRun(rest[1:])
+	if err != nil || !f.rm || f.detach || fs.NArg() == 0 || f.pull == "always" {
+		return 0, false
+	}
+	if f.net != "none" && f.net != "host" {
+		return 0, false
+	}
+	for _, h := range f.addHost {
+		if name, ip, ok := strings.Cut(h, ":"); !ok || name == "" || ip == "" {
+			return 0, false
+		}
+	}
+	var mounts []cinit.Mount
+	for _, v := range f.tmpfs {
+		dst, opts, _ := strings.Cut(v, ":")
+		if !strings.HasPrefix(dst, "/") {
+			return 0, false
+		}
+		mounts = append(mounts, cinit.Mount{Type: "tmpfs", Destination: dst, Options: opts})
+	}
+	p := paths.Default()
+	ref := fs.Arg(0)
+	rec, err := Load(p.Run, Key(global, ref))
+	if err != nil {
+		return 0, false
+	}
+	// -e KEY passes the host's value, as in Docker.
+	for i, e := range f.env {
+		if !strings.Contains(e, "=") {
+			if v, ok := os.LookupEnv(e); ok {
+				f.env[i] = e + "=" + v
+			}
+		}
+	}
+	req := resolve.Request{
+		ID: newID(), Image: ref, Cmd: fs.Args()[1:], Env: f.env, Workdir: f.workdir,
+		User: f.user, Hostname: f.hostname, Tty: f.tty, Net: f.net,
+		CapAdd: f.capAdd, CapDrop: f.capDrop, Mounts: mounts, ReadOnly: f.readOnly,
+	}
+	if fs.Changed("entrypoint") {
+		req.Entrypoint = &f.entrypoint
+	}
+	proc, err := resolve.Process(req, rec.Config)
+	if err != nil {
+		return 0, false
+	}
+	m := idmap.Choose(idmap.CurrentCaller())
+	proc.SingleID = len(m.UIDs) == 1 && m.UIDs[0].Size == 1
+	s := &Spec{
+		ID: req.ID, ImageID: rec.ImageID, GraphRoot: rec.GraphRoot, RunDir: rec.RunDir,
+		Lower: rec.Lower, Proc: proc, Stdin: f.interactive, GIDs: idmap.Size(m.GIDs),
+		Etc: resolve.Etc{Net: f.net, DNS: f.dns, AddHosts: f.addHost},
+	}
+	if debug(global) {
+		fmt.Fprintf(os.Stderr, "unroot: fast path: image %s, %d layers\n", rec.ImageID[:12], len(rec.Lower))
+	}
+	code, err = run(s, m)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "unroot: %v\n", err)
+		return cinit.ExitSetup, true
+	}
+	return code, true
+}
+
+// debug: --log-level=debug among the global flags.
+func debug(global []string) bool {
+	for i, a := range global {
+		if a == "--log-level=debug" || a == "--log-level" && i+1 < len(global) && global[i+1] == "debug" {
+			return true
+		}
+	}
+	return false
+}
+
+// run is the host side: start the monitor in a new user namespace, relay
+// signals and the terminal, return the container's exit code.
+func run(s *Spec, m idmap.Mapping) (int, error) {
+	stdinTTY := term.IsTerminal(int(os.Stdin.Fd()))
+	if s.Proc.Tty && s.Stdin && !stdinTTY {
+		return cinit.ExitSetup, errors.New("the input device is not a TTY: drop -t, or run from a terminal")
+	}
+	if err := paths.EnsureRunDir(s.RunDir); err != nil {
+		return cinit.ExitSetup, err
+	}
+	var extra []*os.File
+	var ptyParent *os.File
+	if s.Proc.Tty {
+		p, c, err := userns.SocketPair()
+		if err != nil {
+			return cinit.ExitSetup, err
+		}
+		ptyParent = p
+		defer p.Close()
+		extra = append(extra, c)
+		defer c.Close()
+	}
+	// In a shared process group the terminal signals the monitor itself.
+	s.SignalsFromTTY = !s.Proc.Tty && stdinTTY
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, append(cinit.Forwarded, unix.SIGWINCH)...)
+	defer signal.Stop(sigs)
+
+	flags := uintptr(unix.CLONE_NEWNS)
+	if s.Proc.Net != "host" {
+		flags |= unix.CLONE_NEWNET
+	}
+	child, err := userns.Start(userns.Options{
+		Stage: StageMonitor, Cloneflags: flags, Mapping: m,
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		ExtraFiles: extra,
+		// With a terminal of its own the container must not also be in
+		// the user's foreground process group.
+		Setpgid: s.Proc.Tty,
+	})
+	if err != nil {
+		return cinit.ExitSetup, err
+	}
+	for _, f := range extra {
+		f.Close()
+	}
+	if err := child.Ctl.Send(s); err != nil {
+		_ = child.Cmd.Process.Kill()
+	}
+	child.Ctl.Close()
+	code, err := Relay(child.Cmd, ptyParent, s.Stdin, s.SignalsFromTTY, sigs)
+	return code, err
+}
+
+// Relay waits for the monitor cmd, forwarding the user's signals to it and,
+// when ptyParent is set, copying the user's terminal to and from the
+// container's (whose master arrives on ptyParent). It returns the exit
+// code the way Docker does.
+func Relay(cmd *exec.Cmd, ptyParent *os.File, stdin, signalsFromTTY bool, sigs chan os.Signal) (int, error) {
+	var outDone chan struct{}
+	var master *os.File
+	var masterMu sync.Mutex
+	if ptyParent != nil {
+		if term.IsTerminal(int(os.Stdin.Fd())) {
+			if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
+				defer func() { _ = term.Restore(int(os.Stdin.Fd()), st) }()
+			}
+		}
+		outDone = make(chan struct{})
+		go func() {
+			defer close(outDone)
+			m, err := userns.RecvFD(ptyParent, "pty-master")
+			if err != nil {
+				return
+			}
+			masterMu.Lock()
+			master = m
+			masterMu.Unlock()
+			Resize(m)
+			if stdin {
+				go func() { _, _ = io.Copy(m, os.Stdin) }()
+			}
+			_, _ = io.Copy(os.Stdout, m)
+		}()
+	}
+	waitDone := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case sig := <-sigs:
+				if sig == unix.SIGWINCH {
+					masterMu.Lock()
+					if master != nil {
+						Resize(master)
+					}
+					masterMu.Unlock()
+					continue
+				}
+				if signalsFromTTY && IsTTYSignal(sig) {
+					continue
+				}
+				_ = cmd.Process.Signal(sig)
+			case <-waitDone:
+				return
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(waitDone)
+	if outDone != nil {
+		// The container's terminal is gone; drain what it wrote last.
+		select {
+		case <-outDone:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return cinit.ExitSetup, fmt.Errorf("waiting for the container: %w", err)
+	}
+	return ExitCode(cmd.ProcessState), nil
+}
+
+// Resize gives the container's terminal the size of the user's.
+func Resize(master *os.File) {
+	ws, err := unix.IoctlGetWinsize(int(os.Stdin.Fd()), unix.TIOCGWINSZ)
+	if err != nil {
+		return
+	}
+	_ = unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, ws)
+}
+
+// IsTTYSignal: the signals a terminal sends its foreground process group.
+func IsTTYSignal(sig os.Signal) bool {
+	return sig == unix.SIGINT || sig == unix.SIGQUIT || sig == unix.SIGTSTP
+}
+
+// ExitCode is Docker's: the process's code, or 128+N for signal N.
+func ExitCode(st *os.ProcessState) int {
+	if st == nil {
+		return cinit.ExitSetup
+	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return st.ExitCode()
+}

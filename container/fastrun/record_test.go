@@ -1,0 +1,79 @@
+package fastrun
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestKeyIgnoresLogLevelOnly(t *testing.T) {
+	base := Key(nil, "busybox")
+	for _, g := range [][]string{{"--log-level=debug"}, {"--log-level", "info"}} {
+		if Key(g, "busybox") != base {
+			t.Errorf("Key(%q) differs from Key(nil)", g)
+		}
+	}
+	for _, g := range [][]string{{"--root", "/x"}, {"--overlay=fuse"}} {
+		if Key(g, "busybox") == base {
+			t.Errorf("Key(%q) must differ from Key(nil)", g)
+		}
+	}
+	if Key(nil, "debian") == base {
+		t.Error("two references, one key")
+	}
+}
+
+func TestRecordStaleWhenAStampedFileChanges(t *testing.T) {
+	dir := t.TempDir()
+	lower := filepath.Join(dir, "layer")
+	stamped := filepath.Join(dir, "images.json")
+	must(t, os.Mkdir(lower, 0o755))
+	must(t, os.WriteFile(stamped, []byte("[]"), 0o644))
+	rec := &Record{ImageID: "abc", GraphRoot: dir, RunDir: dir, Lower: []string{lower},
+		Stamps: []Stamp{StampOf(stamped), StampOf(filepath.Join(dir, "absent.conf"))}}
+	must(t, Save(dir, "k", rec))
+	if _, err := Load(dir, "k"); err != nil {
+		t.Fatalf("fresh record: %v", err)
+	}
+	// A config file that appears, a list that changes, a layer that goes:
+	// each makes the record stale.
+	must(t, os.WriteFile(filepath.Join(dir, "absent.conf"), nil, 0o644))
+	if _, err := Load(dir, "k"); err == nil {
+		t.Error("a new config file must make the record stale")
+	}
+	must(t, os.Remove(filepath.Join(dir, "absent.conf")))
+	must(t, os.WriteFile(stamped, []byte("[{}]"), 0o644))
+	if _, err := Load(dir, "k"); err == nil {
+		t.Error("a changed images.json must make the record stale")
+	}
+	rec.Stamps = []Stamp{StampOf(stamped)}
+	must(t, Save(dir, "k", rec))
+	must(t, os.Remove(lower))
+	if _, err := Load(dir, "k"); err == nil {
+		t.Error("a missing layer must make the record stale")
+	}
+}
+
+func TestParseRunSubset(t *testing.T) {
+	f, fs, err := parseRun([]string{"--rm", "-it", "-e", "A=1", "--net=none", "img", "sh", "-c", "x"})
+	if err != nil || !f.rm || !f.tty || !f.interactive || f.net != "none" || fs.Arg(0) != "img" || len(fs.Args()) != 4 {
+		t.Fatalf("parseRun: %+v %v %v", f, fs.Args(), err)
+	}
+	// A flag the fast path does not know is the full unroot's to handle.
+	if _, _, err := parseRun([]string{"--rm", "-p", "80:80", "img"}); err == nil {
+		t.Error("-p must not parse in the fast path")
+	}
+	if g, rest, ok := globalFlags([]string{"--root", "/r", "run", "--rm", "img"}); !ok || len(g) != 2 || rest[0] != "run" {
+		t.Errorf("globalFlags: %q %q %v", g, rest, ok)
+	}
+	if _, _, ok := globalFlags([]string{"--bogus", "run"}); ok {
+		t.Error("an unknown global flag must not parse")
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// fastDirs lists the fast path's container directories in the store.
+func fastDirs(s *sandbox) []string {
+	ents, _ := os.ReadDir(filepath.Join(s.storeDir(), "unroot-run"))
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// startBG starts `unroot ARGS` in the background, as the sandbox's user.
+func startBG(t *testing.T, s *sandbox, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(suite.bin, args...)
+	cmd.Dir, cmd.Env, cmd.SysProcAttr = s.home, s.environ(), s.sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+// waitFor polls cond for up to 20 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// A foreground run --rm of a pulled image takes the fast path (no store, no
+// network stack), behaves like the full one, and leaves nothing behind.
+func TestRunFastPath(t *testing.T) {
+	t.Parallel()
+	s := sandboxFor(t, nil)
+	s.pull(busybox())
+	r := s.run("--log-level=debug", "run", "--rm", "--net=none", busybox(), "sh", "-c", "id -u; echo hi >/x; cat /x; exit 3")
+	r.wantCode(t, 3)
+	r.wantStderr(t, "fast path")
+	if got := strings.Fields(r.stdout); len(got) != 2 || got[0] != "0" || got[1] != "hi" {
+		t.Errorf("want uid 0 and the written file:\n%s", r)
+	}
+	// --net=host too; a flag the fast path does not know goes the full way
+	// (and works).
+	s.run("--log-level=debug", "run", "--rm", "--net=host", busybox(), "true").ok(t).wantStderr(t, "fast path")
+	r = s.run("--log-level=debug", "run", "--rm", "--net=none", "--name", "named", busybox(), "echo", "full")
+	r.ok(t).wantOut(t, "full")
+	if strings.Contains(r.stderr, "fast path") {
+		t.Errorf("--name must take the full path:\n%s", r)
+	}
+	if d := fastDirs(s); len(d) != 0 {
+		t.Errorf("fast containers left behind: %v", d)
+	}
+	if n := s.containerCount(t); n != 0 {
+		t.Errorf("%d containers left in the store", n)
+	}
+}
+
+// rmi refuses an image a fast container runs from; a fast container whose
+// unroot was killed is cleaned up by the next one.
+func TestRunFastPathRmiAndKill(t *testing.T) {
+	t.Parallel()
+	s := sandboxFor(t, nil)
+	s.pull(busybox())
+	cmd := startBG(t, s, "run", "--rm", "--net=none", busybox(), "sleep", "30")
+	waitFor(t, "the fast container", func() bool { return len(fastDirs(s)) == 1 })
+	s.run("rmi", busybox()).wantCode(t, 1).wantStderr(t, "used by a running container")
+	// SIGKILL of unroot: its monitor and the container die with it (parent
+	// death signals), the directory stays until the next fast run.
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	s.runSh(busybox(), "true", "--net=none").ok(t)
+	if d := fastDirs(s); len(d) != 0 {
+		t.Errorf("fast containers left behind after the next run: %v", d)
+	}
+	s.run("rmi", busybox()).ok(t)
+	// The record of the removed image is stale: the full path pulls again.
+	s.runSh(busybox(), "echo again", "--net=none").ok(t).wantOut(t, "again")
+}
