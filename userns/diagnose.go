@@ -129,6 +129,12 @@ include <tunables/global>
 profile unroot %s flags=(unconfined) {
   userns,
 
+  # The full unroot, which this binary installs under the user's run
+  # directory and runs for every command but the fast ones, keeps the
+  # profile (it creates the user namespaces of those commands).
+  /run/user/[0-9]*/unroot/bin/unroot-engine-* ix,
+  /tmp/unroot-[0-9]*/bin/unroot-engine-* ix,
+
   # Site-specific additions and overrides.
   include if exists <local/unroot>
 }
@@ -586,6 +592,11 @@ func GatherFacts(m idmap.Mapping, user string) Facts {
 	}
 	f.AppArmorLabel = appArmorLabel()
 	if exe, err := os.Executable(); err == nil {
+		// The full unroot runs from a copy the user-facing binary
+		// installed; the profile belongs to the latter.
+		if front := os.Getenv(EnvFront); front != "" {
+			exe = front
+		}
 		if rp, err := filepath.EvalSymlinks(exe); err == nil {
 			exe = rp
 		}
@@ -597,6 +608,10 @@ func GatherFacts(m idmap.Mapping, user string) Facts {
 	f.Container = ContainerHints(exists, readFile, os.Getenv("container"))
 	return f
 }
+
+// EnvFront holds the path of the user-facing binary (cmd/unroot-fast)
+// when it executes the full unroot.
+const EnvFront = "_UNROOT_FRONT"
 
 // appArmorLabel is this process's AppArmor confinement ("" when AppArmor
 // is not enabled).

@@ -43,7 +43,11 @@ func main() {
 	if err == nil {
 		var engine string
 		if engine, err = enginebin.Path(runDir); err == nil {
-			err = syscall.Exec(engine, os.Args, os.Environ())
+			env := os.Environ()
+			if self, err := os.Executable(); err == nil {
+				env = append(env, userns.EnvFront+"="+self)
+			}
+			err = syscall.Exec(engine, os.Args, env)
 		}
 	}
 	fmt.Fprintf(os.Stderr, "unroot: %v\n", err)
