@@ -277,8 +277,11 @@ bench_startup() {
 	need_podman
 	need_rootfs
 	local img=$ADDR/busybox
-	local -a names=(unroot podman) cmds=(
+	# unroot-full: the same run through the full unroot (the fast path
+	# off), to show what the fast path saves.
+	local -a names=(unroot unroot-full podman) cmds=(
 		"$UNROOT run --rm --net=none $img true"
+		"env UNROOT_NO_FAST=1 $UNROOT run --rm --net=none $img true"
 		"podman --runtime runc run --rm --network=none $img true"
 	)
 	if [[ -n $ROOTFS ]]; then
@@ -319,7 +322,7 @@ bench_startup() {
 		"Wall time of one container run, image already in the store, no network, $RUNS runs after $WARMUP warm-ups (hyperfine $(hyperfine --version | awk '{ print $2 }'), \`-N\`: no shell in between), as $BENCH_USER. Load average $load_before before, $load_after after." "" \
 		"$table" "" \
 		"**podman / unroot (median): $ratio**" "" \
-		"- unroot: $("$UNROOT" version 2>/dev/null | head -n1), store \`~/.local/share/unroot/storage\` ($(as_user "$UNROOT" info 2>/dev/null | awk -F': ' '/^storage:/ { print $2 }' | cut -d, -f1)); container / mounted as \`$ROOTFS_UNROOT\`" \
+		"- unroot: $("$UNROOT" version 2>/dev/null | head -n1), fast path (the small user-facing binary runs the container itself: container/fastrun); unroot-full: the same with \`UNROOT_NO_FAST=1\` (the embedded full unroot does it); store \`~/.local/share/unroot/storage\` ($(as_user "$UNROOT" info 2>/dev/null | awk -F': ' '/^storage:/ { print $2 }' | cut -d, -f1)); container / mounted as \`$ROOTFS_UNROOT\`" \
 		"- podman: $(podman --version | awk '{ print $3 }'), runc $(runc --version | awk 'NR == 1 { print $3 }'), conmon $(conmon --version | awk 'NR == 1 { print $3 }'); storage \`$PODMAN_DRIVER\` (no mount_program, $PODMAN_NATIVE); container / mounted as \`$ROOTFS_PODMAN\`; containers.conf: runtime = \"runc\", cgroup_manager = \"cgroupfs\", events_logger = \"file\""
 	if [[ -n $ROOTFS ]]; then
 		md "- bwrap: $(bwrap --version), the same busybox unpacked (umoci) — no image store, no overlay, no runtime: the floor for a user-namespace sandbox on this machine"
