@@ -21,7 +21,7 @@ build:
 	cd $(dir $(INITBIN)) && sha256sum unroot-init > unroot-init.sha256
 	$(GO) build -tags "$(TAGS) embedinit" -trimpath -ldflags="-s -w" -o $(ENGINEBIN) ./cmd/unroot
 	cd $(dir $(ENGINEBIN)) && sha256sum unroot-engine > unroot-engine.sha256
-	$(GO) build -tags "$(TAGS) embedinit embedengine" -trimpath -o $(BIN) ./cmd/unroot-fast
+	$(GO) build -tags "$(TAGS) embedinit embedengine unroot_nogvisor" -trimpath -o $(BIN) ./cmd/unroot-fast
 
 install: build
 	install -m 0755 $(BIN) $(or $(PREFIX),/usr/local)/bin/unroot

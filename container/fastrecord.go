@@ -78,7 +78,7 @@ func SaveFastRecord(t *FastTarget, stamps []fastrun.Stamp, runDir string, o imag
 		GraphRoot: store.GraphRoot(),
 		RunDir:    runDir,
 		Lower:     lower,
-		Config:    cfg,
+		Config:    imageOf(cfg),
 		Stamps:    stamps,
 	})
 }

@@ -90,7 +90,19 @@ func NewID() string {
 // Resolve merges the image config with the user's flags the way Docker
 // does (package resolve).
 func Resolve(s *Spec, cfg *v1.Image) (*Process, error) {
-	return resolve.Process(s.request(), cfg)
+	return resolve.Process(s.request(), imageOf(cfg))
+}
+
+// imageOf keeps what a run uses of an OCI image config.
+func imageOf(cfg *v1.Image) *resolve.Image {
+	if cfg == nil {
+		return nil
+	}
+	c := cfg.Config
+	return &resolve.Image{Config: resolve.ImageConfig{
+		User: c.User, Env: c.Env, Entrypoint: c.Entrypoint, Cmd: c.Cmd,
+		WorkingDir: c.WorkingDir, StopSignal: c.StopSignal, Labels: c.Labels,
+	}}
 }
 
 // request is the part of the spec that shapes the process.

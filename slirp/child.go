@@ -13,7 +13,6 @@ import (
 
 	"github.com/rootless-containers/rootlesskit/v3/pkg/messages"
 	"github.com/rootless-containers/rootlesskit/v3/pkg/network"
-	rkgvisor "github.com/rootless-containers/rootlesskit/v3/pkg/network/gvisortapvsock"
 	rkpasta "github.com/rootless-containers/rootlesskit/v3/pkg/network/pasta"
 	rkslirp "github.com/rootless-containers/rootlesskit/v3/pkg/network/slirp4netns"
 	"github.com/rootless-containers/rootlesskit/v3/pkg/port/builtin"
@@ -83,7 +82,10 @@ func (c ChildConfig) Hosts(hostname string) []byte {
 func childNetworkDriver(d Driver) (network.ChildDriver, error) {
 	switch d {
 	case DriverGvisor:
-		return rkgvisor.NewChildDriver(), nil
+		if !gvisorBuiltIn {
+			return nil, errors.New("slirp: the gvisor driver is not in this binary")
+		}
+		return gvisorChild(), nil
 	case DriverSlirp4netns:
 		return rkslirp.NewChildDriver(), nil
 	case DriverPasta:

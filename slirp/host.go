@@ -15,12 +15,10 @@ import (
 	"time"
 
 	"github.com/rootless-containers/rootlesskit/v3/pkg/network"
-	rkgvisor "github.com/rootless-containers/rootlesskit/v3/pkg/network/gvisortapvsock"
 	rkpasta "github.com/rootless-containers/rootlesskit/v3/pkg/network/pasta"
 	rkslirp "github.com/rootless-containers/rootlesskit/v3/pkg/network/slirp4netns"
 	"github.com/rootless-containers/rootlesskit/v3/pkg/port"
 	"github.com/rootless-containers/rootlesskit/v3/pkg/port/builtin"
-	portgvisor "github.com/rootless-containers/rootlesskit/v3/pkg/port/gvisortapvsock"
 	portslirp "github.com/rootless-containers/rootlesskit/v3/pkg/port/slirp4netns"
 )
 
@@ -122,7 +120,7 @@ func Setup(ctx context.Context, opts Options, pid int) (_ *Host, _ ChildConfig, 
 	apiSock := filepath.Join(h.stateDir, "slirp4netns.sock")
 	switch drv {
 	case DriverGvisor:
-		nd, err = rkgvisor.NewParentDriver(logw, mtu, ipnet, tapName, opts.DisableHostLoopback, false)
+		nd, err = gvisorParent(logw, mtu, ipnet, opts.DisableHostLoopback)
 	case DriverSlirp4netns:
 		var f *rkslirp.Features
 		if f, err = rkslirp.DetectFeatures("slirp4netns"); err == nil {
@@ -184,7 +182,7 @@ func Setup(ctx context.Context, opts Options, pid int) (_ *Host, _ ChildConfig, 
 			cfg.PortOpaque = h.portDrv.OpaqueForChild()
 		}
 	case drv == DriverGvisor:
-		h.portDrv, err = portgvisor.NewParentDriver(logw, h.stateDir)
+		h.portDrv, err = gvisorPorts(logw, h.stateDir)
 	case drv == DriverSlirp4netns:
 		h.portDrv, err = portslirp.NewParentDriver(logw, apiSock)
 	}

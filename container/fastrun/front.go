@@ -20,6 +20,7 @@ import (
 	"github.com/unroot/unroot/container/resolve"
 	"github.com/unroot/unroot/idmap"
 	"github.com/unroot/unroot/image/paths"
+	"github.com/unroot/unroot/slirp"
 	"github.com/unroot/unroot/userns"
 )
 
@@ -32,7 +33,9 @@ type Spec struct {
 	Lower     []string       `json:"lower"`
 	Proc      *cinit.Process `json:"proc"`
 	Etc       resolve.Etc    `json:"etc"`
-	Stdin     bool           `json:"stdin"`
+	// Net: the user-mode network's container side (nil for none and host).
+	Net   *slirp.ChildConfig `json:"net,omitempty"`
+	Stdin bool               `json:"stdin"`
 	// GIDs is the number of mapped group ids (the ping range).
 	GIDs           uint64 `json:"gids"`
 	SignalsFromTTY bool   `json:"signals_from_tty"`
@@ -43,9 +46,11 @@ type Spec struct {
 type flags struct {
 	rm, detach, interactive, tty, readOnly, quiet bool
 	env, addHost, tmpfs                           []string
-	dns, capAdd, capDrop                          []string
+	dns, capAdd, capDrop, publish                 []string
 	workdir, entrypoint, user, hostname           string
 	net, pull                                     string
+	mtu                                           int
+	noHostLoopback                                bool
 }
 
 func parseRun(args []string) (*flags, *flag.FlagSet, error) {
@@ -73,6 +78,9 @@ func parseRun(args []string) (*flags, *flag.FlagSet, error) {
 	fs.StringVar(&f.net, "net", "auto", "")
 	fs.StringVar(&f.net, "network", "auto", "")
 	fs.StringVar(&f.pull, "pull", "missing", "")
+	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "")
+	fs.IntVar(&f.mtu, "mtu", 0, "")
+	fs.BoolVar(&f.noHostLoopback, "disable-host-loopback", false, "")
 	// Registry flags matter only for a pull, which the fast path never does.
 	fs.Bool("tls-verify", true, "")
 	fs.String("cert-dir", "", "")
@@ -112,7 +120,20 @@ func Try(args []string) (code int, handled bool) {
 	if err != nil || !f.rm || f.detach || fs.NArg() == 0 || f.pull == "always" {
 		return 0, false
 	}
-	if f.net != "none" && f.net != "host" {
+	var net *netPlan
+	switch f.net {
+	case "none", "host":
+		if len(f.publish) > 0 {
+			return 0, false
+		}
+	case "", "auto", "bridge", "default", "slirp", "private", "pasta", "slirp4netns":
+		if f.net != "pasta" && f.net != "slirp4netns" {
+			f.net = "auto" // as the full unroot records it
+		}
+		if net, ok = planNet(f); !ok {
+			return 0, false
+		}
+	default:
 		return 0, false
 	}
 	for _, h := range f.addHost {
@@ -164,7 +185,7 @@ func Try(args []string) (code int, handled bool) {
 	if debug(global) {
 		fmt.Fprintf(os.Stderr, "unroot: fast path: image %s, %d layers\n", rec.ImageID[:12], len(rec.Lower))
 	}
-	code, err = run(s, m)
+	code, err = run(s, m, net)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "unroot: %v\n", err)
 		return cinit.ExitSetup, true
@@ -184,7 +205,7 @@ func debug(global []string) bool {
 
 // run is the host side: start the monitor in a new user namespace, relay
 // signals and the terminal, return the container's exit code.
-func run(s *Spec, m idmap.Mapping) (int, error) {
+func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 	stdinTTY := term.IsTerminal(int(os.Stdin.Fd()))
 	if s.Proc.Tty && s.Stdin && !stdinTTY {
 		return cinit.ExitSetup, errors.New("the input device is not a TTY: drop -t, or run from a terminal")
@@ -227,6 +248,16 @@ func run(s *Spec, m idmap.Mapping) (int, error) {
 	}
 	for _, f := range extra {
 		f.Close()
+	}
+	if net != nil {
+		host, cfg, err := net.setup(s, child.Cmd.Process.Pid)
+		if err != nil {
+			_ = child.Cmd.Process.Kill()
+			_ = child.Cmd.Wait()
+			return cinit.ExitSetup, err
+		}
+		defer host.Close()
+		s.Net = &cfg
 	}
 	if err := child.Ctl.Send(s); err != nil {
 		_ = child.Cmd.Process.Kill()

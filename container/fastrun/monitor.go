@@ -17,6 +17,7 @@ import (
 	"github.com/unroot/unroot/container/cinit"
 	"github.com/unroot/unroot/container/initbin"
 	"github.com/unroot/unroot/container/resolve"
+	"github.com/unroot/unroot/slirp"
 	"github.com/unroot/unroot/userns"
 )
 
@@ -51,7 +52,12 @@ func MonitorMain() int {
 }
 
 func monitor(s *Spec) (int, error) {
-	if s.Proc.Net == "none" {
+	if s.Net != nil {
+		if err := slirp.ConfigureChild(*s.Net); err != nil {
+			return cinit.ExitSetup, err
+		}
+		s.Etc.Hosts, s.Etc.ResolvConf = string(s.Net.Hosts(s.Proc.Hostname)), string(s.Net.ResolvConf())
+	} else if s.Proc.Net == "none" {
 		if err := LoopbackUp(); err != nil {
 			return cinit.ExitSetup, err
 		}

@@ -21,11 +21,11 @@ import (
 	"path/filepath"
 	"strings"
 
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/unroot/unroot/container/resolve"
 )
 
 // recordVersion changes whenever Record's meaning does.
-const recordVersion = "1"
+const recordVersion = "2"
 
 // Record is what a run needs from the store, for one image reference as
 // the user spelled it, with one set of global flags.
@@ -35,8 +35,8 @@ type Record struct {
 	RunDir    string `json:"run_dir"`
 	// Lower are the image's layer directories, top first (overlay's
 	// lowerdir order).
-	Lower  []string  `json:"lower"`
-	Config *v1.Image `json:"config,omitempty"`
+	Lower  []string       `json:"lower"`
+	Config *resolve.Image `json:"config,omitempty"`
 	// Stamps: the record is valid while these files are as they were.
 	Stamps []Stamp `json:"stamps"`
 }

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
-
 	"github.com/unroot/unroot/container/cinit"
 )
 
@@ -36,13 +34,32 @@ type Request struct {
 	OOMScoreAdj int
 }
 
+// Image is the part of an image's config a run uses: the OCI image
+// spec's ImageConfig fields by their JSON names. A type of its own keeps
+// the image-spec module (and go-digest's regexps, compiled at start-up)
+// out of the fast binary.
+type Image struct {
+	Config ImageConfig `json:"config"`
+}
+
+// ImageConfig mirrors the OCI ImageConfig fields unroot uses.
+type ImageConfig struct {
+	User       string            `json:"User,omitempty"`
+	Env        []string          `json:"Env,omitempty"`
+	Entrypoint []string          `json:"Entrypoint,omitempty"`
+	Cmd        []string          `json:"Cmd,omitempty"`
+	WorkingDir string            `json:"WorkingDir,omitempty"`
+	StopSignal string            `json:"StopSignal,omitempty"`
+	Labels     map[string]string `json:"Labels,omitempty"`
+}
+
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // Process merges the image config with the user's flags: --entrypoint
 // replaces the image's entrypoint and drops its Cmd; CMD arguments replace
 // the image's Cmd; -e adds to and overrides the image's Env.
-func Process(r Request, cfg *v1.Image) (*cinit.Process, error) {
-	var ic v1.ImageConfig
+func Process(r Request, cfg *Image) (*cinit.Process, error) {
+	var ic ImageConfig
 	if cfg != nil {
 		ic = cfg.Config
 	}

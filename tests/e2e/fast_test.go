@@ -56,6 +56,14 @@ func TestRunFastPath(t *testing.T) {
 	if got := strings.Fields(r.stdout); len(got) != 2 || got[0] != "0" || got[1] != "hi" {
 		t.Errorf("want uid 0 and the written file:\n%s", r)
 	}
+	// The default user-mode network with its helper (slirp4netns is
+	// installed by the test set-up; the embedded gvisor stack is not in the
+	// fast binary, so --net=gvisor goes the full way).
+	s.run("--log-level=debug", "run", "--rm", busybox(), "sh", "-c", "ip addr show tap0 | grep -q 10.0.2.100").ok(t).wantStderr(t, "fast path")
+	r = s.run("--log-level=debug", "run", "--rm", "--net=gvisor", busybox(), "true").ok(t)
+	if strings.Contains(r.stderr, "fast path") {
+		t.Errorf("--net=gvisor must take the full path:\n%s", r)
+	}
 	// --net=host too; a flag the fast path does not know goes the full way
 	// (and works).
 	s.run("--log-level=debug", "run", "--rm", "--net=host", busybox(), "true").ok(t).wantStderr(t, "fast path")
