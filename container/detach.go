@@ -101,6 +101,80 @@ func RunRecorded(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 	return code, err
 }
 
+// RunAttached runs a recorded container in the foreground: its output
+// goes to our stdout and stderr as it comes, and into its log too (Docker
+// keeps the logs of foreground containers).
+func RunAttached(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error) {
+	lf, err := openLog(d.LogPath(c.ID))
+	if err != nil {
+		return ExitSetup, fmt.Errorf("opening the container's log: %w", err)
+	}
+	defer lf.close()
+	var wg sync.WaitGroup
+	var ours []*os.File
+	tee := func(stream string, to *os.File) (*os.File, error) {
+		if to == nil {
+			to = os.Stdout
+			if stream == "stderr" {
+				to = os.Stderr
+			}
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		ours = append(ours, w)
+		pr, pw := io.Pipe()
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			// Unbuffered, so that a prompt shows before its newline.
+			_, _ = io.Copy(io.MultiWriter(&bestEffort{w: to}, pw), r)
+			r.Close()
+			pw.Close()
+		}()
+		go func() { defer wg.Done(); lf.copy(stream, pr) }()
+		return w, nil
+	}
+	if rio.Stdout, err = tee("stdout", rio.Stdout); err == nil {
+		rio.Stderr, err = tee("stderr", rio.Stderr)
+	}
+	if err != nil {
+		for _, f := range ours {
+			f.Close()
+		}
+		return ExitSetup, err
+	}
+	code, err := RunRecorded(ctx, d, c, rio)
+	for _, f := range ours {
+		f.Close()
+	}
+	// Orphaned container processes may hold the pipes: do not wait forever.
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+	return code, err
+}
+
+// bestEffort writes to the user's terminal or pipe until that fails (a
+// reader gone), and the log keeps everything after.
+type bestEffort struct {
+	w      io.Writer
+	failed bool
+}
+
+func (b *bestEffort) Write(p []byte) (int, error) {
+	if !b.failed {
+		if _, err := b.w.Write(p); err != nil {
+			b.failed = true
+		}
+	}
+	return len(p), nil
+}
+
 // StartDetached starts the container's host half as a process of its own
 // (a new session, no terminal) that outlives this one, and returns once the
 // container runs, or with the reason it could not start.

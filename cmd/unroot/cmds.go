@@ -212,7 +212,7 @@ func cmdRun(g *globals, args []string) (err error) {
 		fmt.Println(c.ID)
 		return nil
 	}
-	code, err := container.RunRecorded(bg, d, c, &container.RunIO{})
+	code, err := container.RunAttached(bg, d, c, &container.RunIO{})
 	if err != nil {
 		return err
 	}
