@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -67,6 +68,61 @@ type Spec struct {
 	// SignalsFromTTY: the user's terminal delivers INT/QUIT/TSTP to the
 	// monitor directly, so nobody must forward them a second time.
 	SignalsFromTTY bool `json:"signals_from_tty"`
+	// Restart: --restart, carried out by the detached process (run -d).
+	Restart RestartPolicy `json:"restart,omitempty"`
+	// Labels: --label and --label-file (the image's are merged at start).
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// RestartPolicy is Docker's --restart: no, on-failure[:N], always,
+// unless-stopped.
+type RestartPolicy struct {
+	Name       string `json:"name,omitempty"`
+	MaxRetries int    `json:"max_retries,omitempty"`
+}
+
+// ParseRestart parses --restart as Docker does.
+func ParseRestart(v string) (RestartPolicy, error) {
+	name, count, hasCount := strings.Cut(v, ":")
+	p := RestartPolicy{Name: name}
+	switch name {
+	case "", "no":
+		p.Name = "no"
+		if hasCount {
+			return p, fmt.Errorf("--restart %q: a retry count goes only with on-failure (on-failure:N)", v)
+		}
+	case "always", "unless-stopped":
+		if hasCount {
+			return p, fmt.Errorf("--restart %q: a retry count goes only with on-failure: use on-failure:%s, or %s alone", v, count, name)
+		}
+	case "on-failure":
+		if hasCount {
+			n, err := strconv.Atoi(count)
+			if err != nil || n < 0 {
+				return p, fmt.Errorf("--restart %q: the retry count must be a number >= 0 (on-failure:3)", v)
+			}
+			p.MaxRetries = n
+		}
+	default:
+		return p, fmt.Errorf("--restart %q: use no, on-failure[:MAX-RETRIES], always or unless-stopped", v)
+	}
+	return p, nil
+}
+
+// Any says whether the policy may restart the container at all.
+func (p RestartPolicy) Any() bool { return p.Name != "" && p.Name != "no" }
+
+// ShouldRestart says whether a process that exited with code, after
+// restarts restarts, is started again. A stop by the user is checked by
+// the caller (State.ManuallyStopped).
+func (p RestartPolicy) ShouldRestart(code, restarts int) bool {
+	switch p.Name {
+	case "always", "unless-stopped":
+		return true
+	case "on-failure":
+		return code != 0 && (p.MaxRetries == 0 || restarts < p.MaxRetries)
+	}
+	return false
 }
 
 // Process is the resolved process of a container (the init stage's input).
