@@ -70,6 +70,8 @@ type ResolvedProcess struct {
 	Env  []string `json:"env,omitempty"`
 	Cwd  string   `json:"cwd,omitempty"`
 	User string   `json:"user,omitempty"`
+	// Labels: the image's, with the user's over them.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // RunWith is Run with the container's standard streams and a hook.

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -230,6 +231,20 @@ func MergeEnv(base, overrides []string) []string {
 			out = append(out, o)
 		}
 	}
+	return out
+}
+
+// MergeLabels returns the image's labels with the user's over them (nil
+// when there are none).
+func MergeLabels(image, user map[string]string) map[string]string {
+	if len(image)+len(user) == 0 {
+		return nil
+	}
+	out := maps.Clone(image)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, user)
 	return out
 }
 

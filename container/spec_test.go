@@ -1,6 +1,7 @@
 package container
 
 import (
+	"maps"
 	"strings"
 	"testing"
 )
@@ -55,5 +56,19 @@ func TestShouldRestart(t *testing.T) {
 		if got := c.p.ShouldRestart(c.code, c.restarts); got != c.want {
 			t.Errorf("%+v.ShouldRestart(%d, %d) = %v, want %v", c.p, c.code, c.restarts, got, c.want)
 		}
+	}
+}
+
+func TestMergeLabels(t *testing.T) {
+	if got := MergeLabels(nil, nil); got != nil {
+		t.Errorf("no labels: %v", got)
+	}
+	img := map[string]string{"a": "image", "b": "image"}
+	got := MergeLabels(img, map[string]string{"b": "user", "c": ""})
+	if want := map[string]string{"a": "image", "b": "user", "c": ""}; !maps.Equal(got, want) {
+		t.Errorf("MergeLabels = %v, want %v", got, want)
+	}
+	if img["b"] != "image" {
+		t.Errorf("MergeLabels changed the image's labels: %v", img)
 	}
 }
