@@ -57,6 +57,7 @@ func cmdRun(g *globals, args []string) (err error) {
 	detach := fs.BoolP("detach", "d", false, "run the container in the background and print its ID")
 	volumes := fs.StringArrayP("volume", "v", nil, "bind mount a volume: HOST-DIR:CONTAINER-DIR[:ro|rw], NAME:CONTAINER-DIR (a named volume) or CONTAINER-DIR")
 	tmpfs := fs.StringArray("tmpfs", nil, "mount a tmpfs: CONTAINER-DIR[:OPTIONS]")
+	mounts := fs.StringArray("mount", nil, "attach a filesystem mount: type=bind,source=HOST-PATH,target=CONTAINER-PATH[,readonly], type=volume[,source=NAME],target=..., type=tmpfs,target=...[,tmpfs-size=64m][,tmpfs-mode=1777]")
 	fs.BoolVar(&s.ReadOnly, "read-only", false, "mount the container's root filesystem read-only")
 	envFiles := fs.StringArray("env-file", nil, "read environment variables from a file")
 	fs.StringVar(&s.StopSignal, "stop-signal", "", "signal to stop the container (default: the image's, else SIGTERM)")
@@ -140,6 +141,17 @@ func cmdRun(g *globals, args []string) (err error) {
 		m, err := parseVolume(g, v)
 		if err != nil {
 			return usageError{"run", err}
+		}
+		s.Mounts = append(s.Mounts, m)
+	}
+	for _, v := range *mounts {
+		mo, err := parseMount(v)
+		if err != nil {
+			return usageError{"run", err}
+		}
+		m, err := resolveMount(g, mo)
+		if err != nil {
+			return err
 		}
 		s.Mounts = append(s.Mounts, m)
 	}

@@ -422,7 +422,7 @@ func cmdWait(g *globals, args []string) error {
 func cmdRm(g *globals, args []string) error {
 	fs := newFlags("rm")
 	force := fs.BoolP("force", "f", false, "kill a running container first")
-	fs.BoolP("volumes", "v", false, "remove anonymous volumes (accepted; unroot makes none)")
+	volumes := fs.BoolP("volumes", "v", false, "remove the anonymous volumes of the container")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -462,6 +462,11 @@ func cmdRm(g *globals, args []string) error {
 			_, _ = store.Unmount(c.ID, true)
 			if err := store.DeleteContainer(c.ID); err != nil {
 				return fmt.Errorf("removing the container's layer: %w", err)
+			}
+		}
+		if *volumes {
+			if err := removeAnonymousVolumes(g, c); err != nil {
+				return err
 			}
 		}
 		if err := d.Remove(c.ID); err != nil {
@@ -569,7 +574,11 @@ func cmdInspect(g *globals, args []string) error {
 		j.Config.StopSignal = stopSignal(c, st)
 		j.Mounts = []any{}
 		for _, m := range s.Mounts {
-			j.Mounts = append(j.Mounts, map[string]any{"Type": m.Type, "Source": m.Source, "Destination": m.Destination, "RW": !m.ReadOnly, "Options": m.Options})
+			jm := map[string]any{"Type": m.Type, "Source": m.Source, "Destination": m.Destination, "RW": !m.ReadOnly, "Options": m.Options}
+			if m.Volume != "" {
+				jm["Type"], jm["Name"], jm["Driver"] = "volume", m.Volume, "local"
+			}
+			j.Mounts = append(j.Mounts, jm)
 		}
 		j.NetworkSettings.Ports = map[string][]map[string]string{}
 		for _, p := range s.Publish {
@@ -877,17 +886,19 @@ func parseVolume(g *globals, v string) (container.Mount, error) {
 		}
 	}
 	switch {
-	case src == "":
-		src = container.NewID()
-		fallthrough
-	case !strings.HasPrefix(src, "/") && !strings.HasPrefix(src, "."):
-		if !volumeName.MatchString(src) {
+	case src == "" || !strings.HasPrefix(src, "/") && !strings.HasPrefix(src, "."):
+		if src != "" && !volumeName.MatchString(src) {
 			return m, fmt.Errorf("-v %q: %q is neither an absolute host path nor a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)", v, src)
 		}
-		// A named volume: a directory of the user's, root's inside.
-		dir := filepath.Join(g.paths.Data, "volumes", src, "_data")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return m, fmt.Errorf("creating volume %s: %w", src, err)
+		// A volume: a directory of the user's, root's inside; without a
+		// name an anonymous one, as in Docker, which rm -v removes.
+		m.Volume, m.Anonymous = src, src == ""
+		if m.Anonymous {
+			m.Volume = container.NewID()
+		}
+		dir, err := ensureVolume(g, m.Volume, m.Anonymous)
+		if err != nil {
+			return m, fmt.Errorf("-v %q: %w", v, err)
 		}
 		m.Source = dir
 	default:

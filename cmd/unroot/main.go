@@ -59,6 +59,7 @@ func init() {
 		{"top", "CONTAINER", "Display the running processes of a container", cmdTop},
 		{"logs", "[flags] CONTAINER", "Fetch the logs of a container", cmdLogs},
 		{"inspect", "[flags] CONTAINER [CONTAINER...]", "Return low-level information on containers", cmdInspect},
+		{"volume", "create|ls|rm|inspect|prune [flags]", "Manage named volumes", cmdVolume},
 		{"pull", "[flags] IMAGE", "Pull an image from a registry", cmdPull},
 		{"images", "[flags]", "List images in local storage", cmdImages},
 		{"rmi", "[flags] IMAGE [IMAGE...]", "Remove one or more images", cmdRmi},
