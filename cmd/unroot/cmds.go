@@ -58,6 +58,8 @@ func cmdRun(g *globals, args []string) (err error) {
 	volumes := fs.StringArrayP("volume", "v", nil, "bind mount a volume: HOST-DIR:CONTAINER-DIR[:ro|rw], NAME:CONTAINER-DIR (a named volume) or CONTAINER-DIR")
 	tmpfs := fs.StringArray("tmpfs", nil, "mount a tmpfs: CONTAINER-DIR[:OPTIONS]")
 	mounts := fs.StringArray("mount", nil, "attach a filesystem mount: type=bind,source=HOST-PATH,target=CONTAINER-PATH[,readonly], type=volume[,source=NAME],target=..., type=tmpfs,target=...[,tmpfs-size=64m][,tmpfs-mode=1777]")
+	labels := fs.StringArrayP("label", "l", nil, "set a label on the container (KEY=VALUE)")
+	labelFiles := fs.StringArray("label-file", nil, "read labels from a file of KEY=VALUE lines")
 	fs.BoolVar(&s.ReadOnly, "read-only", false, "mount the container's root filesystem read-only")
 	envFiles := fs.StringArray("env-file", nil, "read environment variables from a file")
 	fs.StringVar(&s.StopSignal, "stop-signal", "", "signal to stop the container (default: the image's, else SIGTERM)")
@@ -154,6 +156,9 @@ func cmdRun(g *globals, args []string) (err error) {
 			return err
 		}
 		s.Mounts = append(s.Mounts, m)
+	}
+	if s.Labels, err = parseLabels(*labelFiles, *labels); err != nil {
+		return usageError{"run", err}
 	}
 	for _, v := range *tmpfs {
 		dst, opts, _ := strings.Cut(v, ":")

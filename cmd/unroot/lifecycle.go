@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -53,9 +54,28 @@ func createContainer(d container.Dirs, s *container.Spec) (*container.Config, er
 
 // psRow is what ps --format templates see.
 type psRow struct {
-	ID, Image, Command, CreatedAt, RunningFor, Status, State, Names, Ports string
-	Pid                                                                    int
-	ExitCode                                                               int
+	ID, Image, Command, CreatedAt, RunningFor, Status, State, Names, Ports, Labels string
+	Pid                                                                            int
+	ExitCode                                                                       int
+}
+
+// labelsOf are the container's labels: the image's merged with the
+// user's once it has started, else the user's.
+func labelsOf(c *container.Config) map[string]string {
+	if c.Process != nil && c.Process.Labels != nil {
+		return c.Process.Labels
+	}
+	return c.Spec.Labels
+}
+
+// labelText is Docker's {{.Labels}}: k=v pairs, sorted, comma-separated.
+func labelText(l map[string]string) string {
+	var out []string
+	for k, v := range l {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
 }
 
 func statusText(st *container.State, now time.Time) string {
@@ -106,7 +126,7 @@ func cmdPs(g *globals, args []string) error {
 	quiet := fs.BoolP("quiet", "q", false, "only display container IDs")
 	noTrunc := fs.Bool("no-trunc", false, "do not truncate output")
 	format := fs.String("format", "", "format the output with a Go template, e.g. '{{.ID}} {{.Names}} {{.Status}}'")
-	filters := fs.StringArrayP("filter", "f", nil, "filter output: name=REGEX, status=STATUS, id=PREFIX")
+	filters := fs.StringArrayP("filter", "f", nil, "filter output: name=REGEX, status=STATUS, id=PREFIX, label=KEY or label=KEY=VALUE")
 	last := fs.IntP("last", "n", -1, "show n last created containers (includes all states)")
 	latest := fs.BoolP("latest", "l", false, "show the latest created container (includes all states)")
 	if err := parse(fs, args); err != nil {
@@ -133,9 +153,9 @@ func cmdPs(g *globals, args []string) error {
 				return usageError{"ps", fmt.Errorf("filter status=%s: use created, running or exited", v)}
 			}
 			*all = true
-		case k == "id":
+		case k == "id", k == "label":
 		default:
-			return usageError{"ps", fmt.Errorf("unsupported filter %q: use name, status or id", k)}
+			return usageError{"ps", fmt.Errorf("unsupported filter %q: use name, status, id or label", k)}
 		}
 		fl = append(fl, filter{k, v})
 	}
@@ -183,6 +203,12 @@ next:
 				if !strings.HasPrefix(c.ID, f.val) {
 					continue next
 				}
+			case "label":
+				k, v, withVal := strings.Cut(f.val, "=")
+				got, ok := labelsOf(c)[k]
+				if !ok || withVal && got != v {
+					continue next
+				}
 			}
 		}
 		id, cmd := c.ID, commandOf(c)
@@ -197,7 +223,7 @@ next:
 			CreatedAt:  c.Created.Format("2006-01-02 15:04:05 -0700 MST"),
 			RunningFor: units.HumanDuration(now.Sub(c.Created)) + " ago",
 			Status:     statusText(st, now), State: st.Status, Names: c.Name,
-			Ports: portsOf(c.Spec), Pid: st.InitPid, ExitCode: st.ExitCode,
+			Ports: portsOf(c.Spec), Pid: st.InitPid, ExitCode: st.ExitCode, Labels: labelText(labelsOf(c)),
 		})
 	}
 	switch {
@@ -230,7 +256,7 @@ next:
 // replaced by Docker's column name.
 func psHeader(f string) string {
 	names := map[string]string{"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
-		"RunningFor": "CREATED", "Status": "STATUS", "State": "STATE", "Names": "NAMES", "Ports": "PORTS", "Pid": "PID", "ExitCode": "EXIT CODE"}
+		"RunningFor": "CREATED", "Status": "STATUS", "State": "STATE", "Names": "NAMES", "Ports": "PORTS", "Pid": "PID", "ExitCode": "EXIT CODE", "Labels": "LABELS"}
 	return regexp.MustCompile(`\{\{\s*\.(\w+)\s*\}\}`).ReplaceAllStringFunc(f, func(m string) string {
 		k := regexp.MustCompile(`\w+`).FindString(m)
 		if n, ok := names[k]; ok {
@@ -506,6 +532,7 @@ type inspectJSON struct {
 		Image      string
 		WorkingDir string
 		Entrypoint []string
+		Labels     map[string]string
 		StopSignal string `json:",omitempty"`
 	}
 	Mounts          []any
