@@ -18,6 +18,7 @@ import (
 
 	"github.com/docker/go-units"
 	"go.podman.io/storage"
+	"golang.org/x/sys/unix"
 
 	"github.com/unroot/unroot/container"
 	"github.com/unroot/unroot/image"
@@ -84,6 +85,8 @@ func statusText(st *container.State, now time.Time) string {
 		return "Up " + units.HumanDuration(now.Sub(st.StartedAt))
 	case container.StatusCreated:
 		return "Created"
+	case container.StatusRestarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, units.HumanDuration(now.Sub(st.FinishedAt)))
 	}
 	if st.Unknown {
 		return "Exited (unknown)"
@@ -186,7 +189,7 @@ func cmdPs(g *globals, args []string) error {
 next:
 	for _, c := range list {
 		st := d.LoadState(c.ID)
-		if !*all && st.Status != container.StatusRunning {
+		if !*all && !st.Active() {
 			continue
 		}
 		for _, f := range fl {
@@ -297,12 +300,15 @@ func stopSignal(c *container.Config, st *container.State) string {
 	return st.StopSignal
 }
 
-// stopContainer sends the stop signal, then SIGKILL after timeout.
+// stopContainer sends the stop signal, then SIGKILL after timeout. A
+// container waiting to be restarted gets it in its detached process,
+// which then ends the wait.
 func stopContainer(d container.Dirs, c *container.Config, timeout time.Duration) error {
-	st := d.LoadState(c.ID)
-	if st.Status != container.StatusRunning {
+	if !d.LoadState(c.ID).Active() {
 		return nil
 	}
+	d.MarkStopped(c.ID)
+	st := d.LoadState(c.ID)
 	sig, err := container.SignalByName(stopSignal(c, st))
 	if err != nil {
 		sig = 15
@@ -316,11 +322,17 @@ func stopContainer(d container.Dirs, c *container.Config, timeout time.Duration)
 }
 
 func killWait(d container.Dirs, c *container.Config) error {
-	st := d.LoadState(c.ID)
-	if st.Status != container.StatusRunning {
+	if !d.LoadState(c.ID).Active() {
 		return nil
 	}
-	_ = container.Signal(st, 9)
+	d.MarkStopped(c.ID)
+	st := d.LoadState(c.ID)
+	sig := unix.SIGKILL
+	if st.Status == container.StatusRestarting {
+		// Only the detached process is left: let it record the end.
+		sig = unix.SIGTERM
+	}
+	_ = container.Signal(st, sig)
 	if _, done := d.WaitExit(c.ID, 10*time.Second); !done {
 		// The host-side process itself does not answer.
 		_ = container.Signal(&container.State{Status: container.StatusRunning, Pid: st.Pid}, 9)
@@ -360,11 +372,13 @@ func cmdKill(g *globals, args []string) error {
 		return usageError{"kill", err}
 	}
 	return eachContainer(g, "kill", fs.Args(), func(d container.Dirs, c *container.Config) error {
-		st := d.LoadState(c.ID)
-		if st.Status != container.StatusRunning {
+		if !d.LoadState(c.ID).Active() {
 			return fmt.Errorf("container %s is not running", c.Name)
 		}
-		if err := container.Signal(st, sig); err != nil {
+		// Any signal from the user counts as a stop for the restart
+		// policy, as in Docker.
+		d.MarkStopped(c.ID)
+		if err := container.Signal(d.LoadState(c.ID), sig); err != nil {
 			return err
 		}
 		fmt.Println(fsArgOr(c))
@@ -388,12 +402,12 @@ func cmdStart(g *globals, args []string) error {
 		if err != nil {
 			return err
 		}
-		if st := d.LoadState(c.ID); st.Status == container.StatusRunning {
+		if st := d.LoadState(c.ID); st.Active() {
 			return fmt.Errorf("container %s is already running", c.Name)
 		}
 		c.Spec.Stdin = *interactive
 		c.Spec.Remove = false
-		code, err := container.RunRecorded(bg, d, c, &container.RunIO{})
+		code, err := container.RunAttached(bg, d, c, &container.RunIO{})
 		if err != nil {
 			return err
 		}
@@ -403,7 +417,7 @@ func cmdStart(g *globals, args []string) error {
 		return nil
 	}
 	return eachContainer(g, "start", fs.Args(), func(d container.Dirs, c *container.Config) error {
-		if d.LoadState(c.ID).Status == container.StatusRunning {
+		if d.LoadState(c.ID).Active() {
 			fmt.Println(fsArgOr(c))
 			return nil
 		}
@@ -466,7 +480,7 @@ func cmdRm(g *globals, args []string) error {
 		}
 	}()
 	return eachContainer(g, "rm", fs.Args(), func(d container.Dirs, c *container.Config) error {
-		if d.LoadState(c.ID).Status == container.StatusRunning {
+		if d.LoadState(c.ID).Active() {
 			if !*force {
 				return fmt.Errorf("container %s is running: stop it first, or use rm -f", c.Name)
 			}
@@ -512,6 +526,7 @@ type inspectJSON struct {
 	State   struct {
 		Status     string
 		Running    bool
+		Restarting bool
 		Pid        int
 		ExitCode   int
 		OOMKilled  bool
@@ -519,10 +534,11 @@ type inspectJSON struct {
 		StartedAt  string
 		FinishedAt string
 	}
-	Image   string
-	Name    string
-	LogPath string
-	Config  struct {
+	Image        string
+	Name         string
+	RestartCount int
+	LogPath      string
+	Config       struct {
 		Hostname   string
 		User       string
 		Tty        bool
@@ -540,10 +556,14 @@ type inspectJSON struct {
 		Ports map[string][]map[string]string
 	}
 	HostConfig struct {
-		NetworkMode string
-		AutoRemove  bool
-		CapAdd      []string
-		CapDrop     []string
+		NetworkMode   string
+		AutoRemove    bool
+		CapAdd        []string
+		CapDrop       []string
+		RestartPolicy struct {
+			Name              string
+			MaximumRetryCount int
+		}
 	}
 }
 
@@ -591,6 +611,14 @@ func cmdInspect(g *globals, args []string) error {
 		}
 		j.State.Status = st.Status
 		j.State.Running = st.Status == container.StatusRunning
+		j.State.Restarting = st.Status == container.StatusRestarting
+		j.RestartCount = st.RestartCount
+		j.Config.Labels = labelsOf(c)
+		j.HostConfig.RestartPolicy.Name = s.Restart.Name
+		if j.HostConfig.RestartPolicy.Name == "" {
+			j.HostConfig.RestartPolicy.Name = "no"
+		}
+		j.HostConfig.RestartPolicy.MaximumRetryCount = s.Restart.MaxRetries
 		j.State.Pid = st.InitPid
 		j.State.ExitCode = st.ExitCode
 		j.State.OOMKilled = st.OOMKilled
@@ -798,7 +826,7 @@ func followLog(d container.Dirs, c *container.Config, path string, offset int64,
 			}
 			flush()
 		}
-		if d.LoadState(c.ID).Status != container.StatusRunning {
+		if !d.LoadState(c.ID).Active() {
 			if stoppedOnce {
 				return nil
 			}
