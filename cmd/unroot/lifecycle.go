@@ -755,14 +755,28 @@ func cmdLogs(g *globals, args []string) error {
 		}
 		parsed = parsed[i:]
 	}
+	emit, flush := logPrinter(*stamps)
+	for _, ll := range parsed {
+		emit(ll)
+	}
+	flush()
+	if !*follow {
+		return nil
+	}
+	return followLog(d, c, path, offset, emit, flush)
+}
+
+// logPrinter prints log lines to our stdout and stderr, as they were
+// written by the container.
+func logPrinter(stamps bool) (emit func(container.LogLine), flush func()) {
 	out := bufio.NewWriter(os.Stdout)
 	errOut := bufio.NewWriter(os.Stderr)
-	emit := func(ll container.LogLine) {
+	emit = func(ll container.LogLine) {
 		w := out
 		if ll.Stream == "stderr" {
 			w = errOut
 		}
-		if *stamps {
+		if stamps {
 			w.WriteString(ll.Time.Format(time.RFC3339Nano) + " ")
 		}
 		w.WriteString(ll.Text)
@@ -770,15 +784,7 @@ func cmdLogs(g *globals, args []string) error {
 			w.WriteString("\n")
 		}
 	}
-	for _, ll := range parsed {
-		emit(ll)
-	}
-	out.Flush()
-	errOut.Flush()
-	if !*follow {
-		return nil
-	}
-	return followLog(d, c, path, offset, emit, func() { out.Flush(); errOut.Flush() })
+	return emit, func() { out.Flush(); errOut.Flush() }
 }
 
 // followLog prints what is appended to the log from offset on until the

@@ -58,6 +58,7 @@ func init() {
 		{"port", "CONTAINER [PRIVATE_PORT[/PROTO]]", "List the port mappings of a container", cmdPort},
 		{"top", "CONTAINER", "Display the running processes of a container", cmdTop},
 		{"logs", "[flags] CONTAINER", "Fetch the logs of a container", cmdLogs},
+		{"attach", "[flags] CONTAINER", "Attach to a running detached container's output (and stdin, if it was started with -i)", cmdAttach},
 		{"inspect", "[flags] CONTAINER [CONTAINER...]", "Return low-level information on containers", cmdInspect},
 		{"volume", "create|ls|rm|inspect|prune [flags]", "Manage named volumes", cmdVolume},
 		{"pull", "[flags] IMAGE", "Pull an image from a registry", cmdPull},
