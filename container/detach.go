@@ -167,14 +167,19 @@ func RunAttached(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 	for _, f := range ours {
 		f.Close()
 	}
-	// Orphaned container processes may hold the pipes: do not wait forever.
+	drainLog(&wg)
+	return code, err
+}
+
+// drainLog waits for the copies of the container's output into its log,
+// but not forever: orphaned container processes may hold the pipes.
+func drainLog(wg *sync.WaitGroup) {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(2 * time.Second):
 	}
-	return code, err
 }
 
 // bestEffort writes to the user's terminal or pipe until that fails (a
@@ -384,13 +389,7 @@ func DetachedMain() int {
 	}
 	outW.Close()
 	errW.Close()
-	// Orphaned container processes may hold the pipes: do not wait forever.
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-	}
+	drainLog(&wg)
 	if err != nil {
 		sayOnce(fmt.Sprintf("fail %d %s", ExitSetup, err))
 		lf.write("stderr", []byte("unroot: "+err.Error()), false)

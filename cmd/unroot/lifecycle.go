@@ -276,14 +276,22 @@ func eachContainer(g *globals, verb string, refs []string, f func(d container.Di
 		return usageError{verb, fmt.Errorf("requires at least 1 argument: CONTAINER")}
 	}
 	d := dirs(g)
-	failed := false
-	for _, ref := range refs {
+	return eachArg(verb, refs, func(ref string) error {
 		c, err := d.Find(ref)
-		if err == nil {
-			err = f(d, c)
-		}
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "unroot %s: %s: %v\n", verb, ref, err)
+			return err
+		}
+		return f(d, c)
+	})
+}
+
+// eachArg runs f for every argument; a failure is reported, with the
+// argument, and the others are still done (exit status 1 at the end).
+func eachArg(verb string, args []string, f func(arg string) error) error {
+	failed := false
+	for _, a := range args {
+		if err := f(a); err != nil {
+			fmt.Fprintf(os.Stderr, "unroot %s: %s: %v\n", verb, a, err)
 			failed = true
 		}
 	}

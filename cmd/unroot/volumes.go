@@ -17,6 +17,7 @@ import (
 	"github.com/docker/go-units"
 
 	"github.com/unroot/unroot/container"
+	"github.com/unroot/unroot/userns"
 )
 
 // Named volumes are directories of the user's: VOLUMES/NAME/_data is
@@ -65,7 +66,7 @@ func loadVolume(g *globals, name string) (volumeJSON, error) {
 	dir := filepath.Join(volumesDir(g), name)
 	st, err := os.Stat(filepath.Join(dir, "_data"))
 	if err != nil || !volumeName.MatchString(name) {
-		return volumeJSON{}, fmt.Errorf("no such volume: %s (unroot volume ls lists them)", name)
+		return volumeJSON{}, errors.New("no such volume (unroot volume ls lists them)")
 	}
 	var m volumeMeta
 	if b, err := os.ReadFile(filepath.Join(dir, "volume.json")); err == nil {
@@ -200,22 +201,16 @@ func volumeInspect(g *globals, args []string) error {
 		return usageError{"volume", fmt.Errorf("inspect requires at least 1 argument: VOLUME")}
 	}
 	out := []volumeJSON{}
-	failed := false
-	for _, name := range fs.Args() {
+	err := eachArg("volume inspect", fs.Args(), func(name string) error {
 		v, err := loadVolume(g, name)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "unroot volume inspect: %v\n", err)
-			failed = true
-			continue
+		if err == nil {
+			out = append(out, v)
 		}
-		out = append(out, v)
-	}
+		return err
+	})
 	b, _ := json.MarshalIndent(out, "", "    ")
 	fmt.Println(string(b))
-	if failed {
-		return exitError{1}
-	}
-	return nil
+	return err
 }
 
 func volumeRm(g *globals, args []string) error {
@@ -234,28 +229,19 @@ func volumeRm(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	failed := false
-	for _, name := range fs.Args() {
-		err := func() error {
-			if _, err := loadVolume(g, name); err != nil {
-				return err
-			}
-			if u := users[name]; len(u) > 0 && !*force {
-				return fmt.Errorf("volume %s is in use by container %s: remove the container first (unroot rm %s), or use volume rm -f", name, strings.Join(u, ", "), u[0])
-			}
-			return removeVolume(g, name)
-		}()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "unroot volume rm: %v\n", err)
-			failed = true
-			continue
+	return eachArg("volume rm", fs.Args(), func(name string) error {
+		if _, err := loadVolume(g, name); err != nil {
+			return err
+		}
+		if u := users[name]; len(u) > 0 && !*force {
+			return fmt.Errorf("volume %s is in use by container %s: remove the container first (unroot rm %s), or use volume rm -f", name, strings.Join(u, ", "), u[0])
+		}
+		if err := removeVolume(g, name); err != nil {
+			return err
 		}
 		fmt.Println(name)
-	}
-	if failed {
-		return exitError{1}
-	}
-	return nil
+		return nil
+	})
 }
 
 func volumePrune(g *globals, args []string) error {
@@ -265,7 +251,8 @@ func volumePrune(g *globals, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if !*force {
+	// Asked once, before the command runs again in the user namespace.
+	if !*force && userns.Stage() != stageStore {
 		what := "all anonymous volumes"
 		if *all {
 			what = "all volumes"
