@@ -10,39 +10,6 @@ import (
 	"time"
 )
 
-// inspectMore is the part of inspect the tests below look at.
-type inspectMore struct {
-	State struct {
-		Status     string
-		Restarting bool
-		ExitCode   int
-	}
-	RestartCount int
-	Config       struct {
-		Labels map[string]string
-	}
-	HostConfig struct {
-		RestartPolicy struct {
-			Name              string
-			MaximumRetryCount int
-		}
-	}
-	Mounts []struct {
-		Type, Name, Source, Destination string
-		RW                              bool
-	}
-}
-
-func inspectM(t *testing.T, s *sandbox, ref string) inspectMore {
-	t.Helper()
-	r := s.run("inspect", ref).ok(t)
-	var out []inspectMore
-	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || len(out) != 1 {
-		t.Fatalf("inspect output: %v\n%s", err, r)
-	}
-	return out[0]
-}
-
 // --restart: on-failure:N gives up after N restarts, always brings the
 // container back, and a stop or kill by the user is final.
 func TestLifecycleRestartPolicy(t *testing.T) {
@@ -50,11 +17,11 @@ func TestLifecycleRestartPolicy(t *testing.T) {
 	s := lifecycleSandbox(t)
 	s.run("run", "-d", "--tls-verify=false", "--restart=on-failure:2", "--name", "fail", busybox(), "sh", "-c", "echo try; exit 3").ok(t)
 	eventually(t, "fail to give up", 60*time.Second, func() bool {
-		in := inspectM(t, s, "fail")
+		in := inspect(t, s, "fail")
 		return in.State.Status == "exited" && in.RestartCount == 2
 	})
 	time.Sleep(time.Second)
-	in := inspectM(t, s, "fail")
+	in := inspect(t, s, "fail")
 	if in.State.Status != "exited" || in.State.ExitCode != 3 || in.RestartCount != 2 {
 		t.Errorf("on-failure:2 after giving up: %+v", in)
 	}
@@ -72,7 +39,7 @@ func TestLifecycleRestartPolicy(t *testing.T) {
 	s.run("run", "-d", "--tls-verify=false", "--restart=always", "--name", "al", busybox(), "sh", "-c", "echo up; sleep 1").ok(t)
 	sawRestarting := false
 	eventually(t, "al to be restarted", 60*time.Second, func() bool {
-		in := inspectM(t, s, "al")
+		in := inspect(t, s, "al")
 		sawRestarting = sawRestarting || in.State.Restarting
 		return in.RestartCount >= 1 && in.State.Status == "running"
 	})
@@ -85,13 +52,13 @@ func TestLifecycleRestartPolicy(t *testing.T) {
 		t.Errorf("ps: want al, got %q", got)
 	}
 	s.run("stop", "-t", "2", "al").ok(t)
-	in = inspectM(t, s, "al")
+	in = inspect(t, s, "al")
 	if in.State.Status != "exited" {
 		t.Fatalf("after stop: %+v", in.State)
 	}
 	count := in.RestartCount
 	time.Sleep(2500 * time.Millisecond)
-	if in := inspectM(t, s, "al"); in.State.Status != "exited" || in.RestartCount != count {
+	if in := inspect(t, s, "al"); in.State.Status != "exited" || in.RestartCount != count {
 		t.Errorf("stop must be final: %+v, RestartCount %d (was %d)", in.State, in.RestartCount, count)
 	}
 	if got := s.run("wait", "al").ok(t).out(); got == "" {
@@ -134,7 +101,7 @@ func TestLifecycleLabels(t *testing.T) {
 		busybox(), "sleep", "1000").ok(t).out()
 	s.run("run", "-d", "--tls-verify=false", "--name", "plain", busybox(), "sleep", "1000").ok(t)
 	want := map[string]string{"a": "1", "from.file": "yes", "over": "flag", "empty": ""}
-	got := inspectM(t, s, "lab").Config.Labels
+	got := inspect(t, s, "lab").Config.Labels
 	if len(got) != len(want) {
 		t.Errorf("inspect Config.Labels: want %v, got %v", want, got)
 	}
@@ -182,7 +149,7 @@ func TestLifecycleMountFlag(t *testing.T) {
 		t.Errorf("volume ls -q after --mount type=volume: %q", got)
 	}
 	s.run("run", "-d", "--tls-verify=false", "--name", "mnt", "--mount", "type=volume,src=mv,target=/v", busybox(), "sleep", "1000").ok(t)
-	if m := inspectM(t, s, "mnt").Mounts; len(m) != 1 || m[0].Type != "volume" || m[0].Name != "mv" || m[0].Destination != "/v" || !m[0].RW {
+	if m := inspect(t, s, "mnt").Mounts; len(m) != 1 || m[0].Type != "volume" || m[0].Name != "mv" || m[0].Destination != "/v" || !m[0].RW {
 		t.Errorf("inspect Mounts of a --mount volume: %+v", m)
 	}
 	for _, c := range []struct{ mount, says string }{
@@ -245,7 +212,7 @@ func TestLifecycleVolumeCommands(t *testing.T) {
 	// -v /path makes an anonymous volume; rm -v removes it, rm alone not.
 	s.run("run", "--tls-verify=false", "--name", "a1", "-v", "/anon", busybox(), "sh", "-c", "echo x > /anon/f").ok(t)
 	s.run("run", "--tls-verify=false", "--name", "a2", "-v", "/anon", busybox(), "true").ok(t)
-	m1, m2 := inspectM(t, s, "a1").Mounts, inspectM(t, s, "a2").Mounts
+	m1, m2 := inspect(t, s, "a1").Mounts, inspect(t, s, "a2").Mounts
 	if len(m1) != 1 || m1[0].Type != "volume" || len(m1[0].Name) != 64 || len(m2) != 1 || m2[0].Name == m1[0].Name {
 		t.Fatalf("anonymous volumes in inspect: %+v %+v", m1, m2)
 	}
@@ -307,7 +274,9 @@ func TestLifecycleAttach(t *testing.T) {
 	// The first attach's stdin ended; the container's did not, and a
 	// second attach writes to it too.
 	done2 := make(chan result, 1)
-	go func() { done2 <- s.runWith(runOpts{stdin: strings.NewReader("again\n")}, "attach", "--sig-proxy=false", "cat") }()
+	go func() {
+		done2 <- s.runWith(runOpts{stdin: strings.NewReader("again\n")}, "attach", "--sig-proxy=false", "cat")
+	}()
 	eventually(t, "the second attach's line", 30*time.Second, func() bool {
 		return strings.Contains(s.run("logs", "cat").stdout, "got again")
 	})
