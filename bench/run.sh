@@ -152,6 +152,8 @@ cleanup() {
 	if [[ -f $BENCH_DIR/registry/registry.pid ]]; then
 		"$REPO/tests/fixtures/registry.sh" stop "$BENCH_DIR/registry" || true
 	fi
+	# A run stopped half-way must not leave idle containers running.
+	((IDLE_STARTED)) && idle_cleanup
 	stop_podman_pause
 	rm -f "$RESULTS/LATEST.md.tmp"
 	if [[ ${UNROOT_BENCH_KEEP:-0} != 1 ]]; then
@@ -464,6 +466,7 @@ subtree_pss() {
 	echo "$total"
 }
 
+IDLE_STARTED=0
 idle_cleanup() {
 	local ids
 	ids=$(as_user "$UNROOT" ps -aq --no-trunc --filter name=^bench-idle- 2>/dev/null) || true
@@ -476,6 +479,7 @@ bench_idle() {
 	need_unroot
 	need_podman
 	local n=${UNROOT_BENCH_IDLE_N:-200} img=$ADDR/busybox tool
+	IDLE_STARTED=1
 	idle_cleanup
 	local -A start_s=() pss=() ps_ms=()
 	local -A cmd=(
