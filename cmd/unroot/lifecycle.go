@@ -383,8 +383,8 @@ func cmdKill(g *globals, args []string) error {
 		if !d.LoadState(c.ID).Active() {
 			return fmt.Errorf("container %s is not running", c.Name)
 		}
-		// Any signal from the user counts as a stop for the restart
-		// policy, as in Docker.
+		// A kill by the user, whatever the signal, counts as a stop for
+		// the restart policy: it must not bring back what was killed.
 		d.MarkStopped(c.ID)
 		if err := container.Signal(d.LoadState(c.ID), sig); err != nil {
 			return err

@@ -124,7 +124,17 @@ func removeVolume(g *globals, name string) error {
 func cmdVolume(g *globals, args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
-			newFlags("volume").Usage()
+			fmt.Fprint(os.Stderr, `Usage: unroot volume COMMAND [flags]
+
+Manage named volumes (directories under $XDG_DATA_HOME/unroot/volumes)
+
+Commands:
+  create [NAME]       Create a volume (a random name without NAME)
+  inspect VOLUME...   Display detailed information on volumes
+  ls [-q]             List volumes
+  prune [-a] [-f]     Remove unused anonymous volumes (-a: every unused volume)
+  rm [-f] VOLUME...   Remove volumes (-f: even if a container uses them)
+`)
 			return nil
 		}
 		return usageError{"volume", fmt.Errorf("requires a subcommand: create, ls, rm, inspect or prune")}
