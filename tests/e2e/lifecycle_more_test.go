@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -117,6 +119,27 @@ func TestLifecycleLabels(t *testing.T) {
 	}
 	if r := s.run("ps", "--filter", "label=a", "--filter", "label=over=flag", "--format", "{{.Names}} {{.Labels}}").ok(t).out(); r != "lab a=1,empty=,from.file=yes,over=flag" {
 		t.Errorf("ps --format {{.Labels}}: %q", r)
+	}
+	// The image's labels are there too, under the user's.
+	layout := filepath.Join(t.TempDir(), "oci")
+	for _, c := range [][]string{
+		{"skopeo", "--insecure-policy", "copy", "--quiet", "oci:" + suite.layout + ":busybox:latest", "oci:" + layout + ":busybox"},
+		{"umoci", "config", "--image", layout + ":busybox", "--tag", "labeled", "--config.label", "org.example.from=image", "--config.label", "over=image"},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, out)
+		}
+	}
+	if _, err := fixture("push.sh", layout, "labeled", img("labeled:latest")); err != nil {
+		t.Fatal(err)
+	}
+	s.run("run", "-d", "--tls-verify=false", "--name", "imglab", "--label", "over=flag", img("labeled:latest"), "sleep", "1000").ok(t)
+	got = inspect(t, s, "imglab").Config.Labels
+	if want := map[string]string{"org.example.from": "image", "over": "flag"}; !maps.Equal(got, want) {
+		t.Errorf("inspect Config.Labels with the image's: want %v, got %v", want, got)
+	}
+	if r := s.run("ps", "--filter", "label=org.example.from=image", "--format", "{{.Names}}").ok(t).out(); r != "imglab" {
+		t.Errorf("ps --filter on an image's label: %q", r)
 	}
 	s.run("run", "--label", "=x", busybox(), "true").wantCode(t, 125).wantStderr(t, "KEY=VALUE")
 	s.run("run", "--label-file", "/nonexistent", busybox(), "true").wantCode(t, 125).wantStderr(t, "--label-file")
