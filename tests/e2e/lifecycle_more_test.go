@@ -12,6 +12,32 @@ import (
 	"time"
 )
 
+// userFile writes content to rel under the sandbox's home, the file and
+// the directories it makes owned by the sandbox's user, and returns its path.
+func userFile(t *testing.T, s *sandbox, rel, content string) string {
+	t.Helper()
+	p := filepath.Join(s.home, rel)
+	for d := filepath.Dir(p); d != s.home; d = filepath.Dir(d) {
+		defer s.chown(t, d)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.chown(t, p)
+	return p
+}
+
+func (s *sandbox) chown(t *testing.T, p string) {
+	if s.user.switchTo {
+		if err := os.Chown(p, int(s.user.uid), int(s.user.gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // --restart: on-failure:N gives up after N restarts, always brings the
 // container back, and a stop or kill by the user is final.
 func TestLifecycleRestartPolicy(t *testing.T) {
@@ -92,13 +118,7 @@ func TestLifecycleRestartPolicy(t *testing.T) {
 func TestLifecycleLabels(t *testing.T) {
 	t.Parallel()
 	s := lifecycleSandbox(t)
-	f := filepath.Join(s.home, "labels")
-	if err := os.WriteFile(f, []byte("# comment\nfrom.file=yes\nover=file\n\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if s.user.switchTo {
-		_ = os.Chown(f, int(s.user.uid), int(s.user.gid))
-	}
+	f := userFile(t, s, "labels", "# comment\nfrom.file=yes\nover=file\n\n")
 	id := s.run("run", "-d", "--tls-verify=false", "--name", "lab", "--label", "a=1", "-l", "over=flag", "--label-file", f, "--label", "empty",
 		busybox(), "sleep", "1000").ok(t).out()
 	s.run("run", "-d", "--tls-verify=false", "--name", "plain", busybox(), "sleep", "1000").ok(t)
@@ -149,16 +169,7 @@ func TestLifecycleLabels(t *testing.T) {
 func TestLifecycleMountFlag(t *testing.T) {
 	t.Parallel()
 	s := lifecycleSandbox(t)
-	host := filepath.Join(s.home, "hostdir")
-	if err := os.MkdirAll(host, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(host, "f"), []byte("from host\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if s.user.switchTo {
-		_ = os.Chown(host, int(s.user.uid), int(s.user.gid))
-	}
+	host := filepath.Dir(userFile(t, s, "hostdir/f", "from host\n"))
 	s.runSh(busybox(), "cat /m/f; echo x > /m/g 2>/dev/null && echo WRITABLE; grep ' /m ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1",
 		"--mount", "type=bind,source="+host+",target=/m,readonly").wantOut(t, "from host\nro")
 	s.runSh(busybox(), "echo rw > /m/g && cat /m/g", "--mount", "type=bind,src="+host+",dst=/m").wantOut(t, "rw")
