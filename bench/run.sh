@@ -23,11 +23,14 @@
 #   UNROOT_BENCH_RUNS     hyperfine --runs (default 30)
 #   UNROOT_BENCH_WARMUP   hyperfine --warmup (default 3)
 #   UNROOT_BENCH_KEEP=1   keep UNROOT_BENCH_DIR (stores, raw output) at exit
+#   UNROOT_BENCH_BURST_N  containers per burst round (default 100)
+#   UNROOT_BENCH_BURST_P  how many run at once in a burst (default 10)
+#   UNROOT_BENCH_BURST_ROUNDS  burst rounds per tool, alternating (default 3)
+#   UNROOT_BENCH_IDLE_N   idle detached containers per tool (default 200)
 #
 # Adding a benchmark: write bench_NAME (it may call the need_* set-up
 # helpers, which run once), register it in BENCHMARKS below, and append its
-# markdown section to $REPORT (report_* helpers). Planned: 100 `run --rm`
-# 10 at a time, PSS of 200 idle detached containers, a file-heavy workload.
+# markdown section to $REPORT (report_* helpers).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -38,6 +41,8 @@ BENCHMARKS=(
 	"startup:container start-up latency, run --rm busybox true (hyperfine)"
 	"net:TCP throughput of each user-mode network driver (bench/net.sh, iperf3)"
 	"files:file-heavy workload on native overlay, fuse-overlayfs and the host directory (hyperfine)"
+	"burst:100 run --rm busybox true, 10 at a time: wall time and containers/s"
+	"idle:N idle detached containers: PSS per container, time of ps -a"
 )
 
 BENCH_DIR=${UNROOT_BENCH_DIR:-/var/tmp/unroot-bench}
@@ -147,6 +152,8 @@ cleanup() {
 	if [[ -f $BENCH_DIR/registry/registry.pid ]]; then
 		"$REPO/tests/fixtures/registry.sh" stop "$BENCH_DIR/registry" || true
 	fi
+	# A run stopped half-way must not leave idle containers running.
+	((IDLE_STARTED)) && idle_cleanup
 	stop_podman_pause
 	rm -f "$RESULTS/LATEST.md.tmp"
 	if [[ ${UNROOT_BENCH_KEEP:-0} != 1 ]]; then
@@ -366,6 +373,171 @@ bench_files() {
 	echo "$table"
 	md "## files: file-heavy workload" "" \
 		"3000 small files written in 30 directories, tarred and untarred, found, removed; $runs runs, as $BENCH_USER. \"host\" runs the same busybox script in a host directory; the fuse store's container / is \`$fstype\`. The last column is the ratio to the host." "" \
+		"$table" ""
+}
+
+# burst_round TOOL CMD...: one burst of $BURST_N runs of CMD, $BURST_P at
+# a time, as the bench user; prints the wall time in ms and the number of
+# failed runs.
+burst_round() {
+	local tool=$1
+	shift
+	local fails=$OUT/burst-$tool.fail
+	: >"$fails"
+	chown "$BENCH_USER" "$fails"
+	# xargs starts each run as its own process; a failure is counted, not
+	# fatal, and its stderr kept for the report.
+	as_user bash -c '
+		n=$1 p=$2 fails=$3; shift 3
+		start=$(date +%s%N)
+		seq "$n" | xargs -P "$p" -I{} sh -c '"'"'"$@" >/dev/null 2>>"$0.err" || echo x >>"$0"'"'"' "$fails" "$@"
+		end=$(date +%s%N)
+		echo $(((end - start) / 1000000)) $(wc -l <"$fails")
+	' _ "$BURST_N" "$BURST_P" "$fails" "$@"
+}
+
+bench_burst() {
+	need_unroot
+	need_podman
+	BURST_N=${UNROOT_BENCH_BURST_N:-100} BURST_P=${UNROOT_BENCH_BURST_P:-10}
+	local rounds=${UNROOT_BENCH_BURST_ROUNDS:-3} img=$ADDR/busybox r tool
+	local -A cmd=(
+		[unroot]="$UNROOT run --rm --net=none $img true"
+		[podman]="podman --runtime runc run --rm --network=none $img true"
+	)
+	local -A times=() failed=()
+	local load_before load_after
+	load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+	# Rounds alternate between the tools, so that a change in the machine's
+	# load hits both alike.
+	for ((r = 1; r <= rounds; r++)); do
+		for tool in unroot podman; do
+			local res
+			# shellcheck disable=SC2086
+			res=$(burst_round "$tool" ${cmd[$tool]})
+			log "burst round $r, $tool: ${res% *} ms, ${res#* } failed"
+			times[$tool]+="${res% *} "
+			failed[$tool]=$((${failed[$tool]:-0} + ${res#* }))
+		done
+	done
+	load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+	local table="| tool | median wall time s | containers/s (median) | rounds, s | failed runs |"$'\n'"|---|---:|---:|---|---:|"
+	local -A med=()
+	for tool in unroot podman; do
+		# shellcheck disable=SC2086
+		med[$tool]=$(printf '%s\n' ${times[$tool]} | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }')
+		table+=$'\n'"$(awk -v t="$tool" -v m="${med[$tool]}" -v n="$BURST_N" -v all="${times[$tool]}" -v f="${failed[$tool]}" 'BEGIN {
+			k = split(all, a, " "); s = ""
+			for (i = 1; i <= k; i++) s = s (i > 1 ? ", " : "") sprintf("%.2f", a[i] / 1000)
+			printf "| %s | %.2f | %.1f | %s | %d |", t, m / 1000, n / (m / 1000), s, f }')"
+	done
+	local ratio
+	ratio=$(awk -v p="${med[podman]}" -v u="${med[unroot]}" 'BEGIN { printf "%.2f", p / u }')
+	echo
+	echo "burst: $BURST_N run --rm busybox true, $BURST_P at a time, $rounds rounds (load average $load_before -> $load_after)"
+	echo "$table"
+	echo "podman/unroot wall time (median): $ratio"
+	md "## burst: $BURST_N \`run --rm\` busybox \`true\`, $BURST_P at a time" "" \
+		"Wall time from the first start to the last exit (\`seq $BURST_N | xargs -P $BURST_P\`), $rounds rounds per tool alternating between the tools, image in the store, no network, as $BENCH_USER. Load average $load_before before, $load_after after." "" \
+		"$table" "" \
+		"**podman / unroot wall time (median): $ratio**" "" \
+		"Commands: \`$(quote_cmd ${cmd[unroot]})\` and \`$(quote_cmd ${cmd[podman]})\`." ""
+	if [[ -s $OUT/burst-unroot.fail.err || -s $OUT/burst-podman.fail.err ]]; then
+		md "Errors of failed runs (first lines):" "" '```' "$(head -n 5 "$OUT"/burst-*.fail.err 2>/dev/null)" '```' ""
+	fi
+}
+
+# subtree_pss PID...: the PSS in kB of each PID and all its descendants
+# (smaps_rollup: shared pages are split among the processes sharing them).
+subtree_pss() {
+	local pids
+	pids=$(ps -e -o pid=,ppid= | awk -v roots="$*" '
+		{ kids[$2] = kids[$2] " " $1 }
+		END {
+			n = split(roots, stack, " ")
+			while (n > 0) {
+				p = stack[n--]; print p
+				k = split(kids[p], c, " ")
+				for (i = 1; i <= k; i++) stack[++n] = c[i]
+			}
+		}')
+	local p total=0 v
+	for p in $pids; do
+		v=$(awk '$1 == "Pss:" { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null) || v=0
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
+
+IDLE_STARTED=0
+idle_cleanup() {
+	local ids
+	ids=$(as_user "$UNROOT" ps -aq --no-trunc --filter name=^bench-idle- 2>/dev/null) || true
+	# shellcheck disable=SC2086
+	[[ -z $ids ]] || as_user "$UNROOT" rm -f $ids >/dev/null 2>&1 || true
+	as_user podman rm -f -t 0 --filter name=^bench-idle- >/dev/null 2>&1 || true
+}
+
+bench_idle() {
+	need_unroot
+	need_podman
+	local n=${UNROOT_BENCH_IDLE_N:-200} img=$ADDR/busybox tool
+	IDLE_STARTED=1
+	idle_cleanup
+	local -A start_s=() pss=() ps_ms=()
+	local -A cmd=(
+		[unroot]="$UNROOT run -d --net=none --name bench-idle-{} $img sleep 1000000"
+		[podman]="podman --runtime runc run -d --network=none --name bench-idle-{} $img sleep 1000000"
+	)
+	local load_before load_after
+	load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+	for tool in unroot podman; do
+		local t0 t1
+		t0=$(date +%s%N)
+		# shellcheck disable=SC2086
+		seq "$n" | as_user xargs -P 4 -I{} ${cmd[$tool]} >/dev/null ||
+			die "idle: starting $n $tool containers failed"
+		t1=$(date +%s%N)
+		start_s[$tool]=$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.1f", d / 1e9 }')
+		sleep 5 # let the last ones settle (lean monitors exec'd, runc gone)
+		# The processes each container added: unroot's detached process and
+		# everything below it (lean monitor, init, sleep); podman's conmon and
+		# everything below it (the sleep: runc is gone once it started).
+		local roots=()
+		if [[ $tool == unroot ]]; then
+			local id
+			for id in $(as_user "$UNROOT" ps -q --no-trunc --filter name=^bench-idle-); do
+				roots+=("$(awk -F'[:,]' '/"pid":/ { gsub(/ /, "", $2); print $2; exit }' "$XRT/unroot/containers/$id/state.json")")
+			done
+		else
+			mapfile -t roots < <(as_user podman ps --filter name=^bench-idle- --format '{{.ID}}' | xargs -r runuser -u "$BENCH_USER" -- env -i -C "$H" HOME="$H" XDG_RUNTIME_DIR="$XRT" PATH="$USER_PATH" podman inspect --format '{{.State.ConmonPid}}')
+		fi
+		((${#roots[@]} == n)) || log "idle: $tool has ${#roots[@]} running containers of $n"
+		local total
+		total=$(subtree_pss "${roots[@]}")
+		pss[$tool]=$((total / ${#roots[@]}))
+		log "idle: $tool, $n containers started in ${start_s[$tool]} s, PSS $total kB in all, ${pss[$tool]} kB per container"
+	done
+	# podman's rootless pause process holds its user namespace for all
+	# its containers: shared, reported on its own.
+	local pause_pss=0 pause
+	pause=$(cat "$XRT/libpod/tmp/pause.pid" 2>/dev/null) && pause_pss=$(subtree_pss "$pause")
+	local runs=$((RUNS < 10 ? RUNS : 10))
+	as_user hyperfine -N --style basic --warmup 2 --runs "$runs" --export-csv "$OUT/idle-ps.csv" --export-json "$OUT/idle-ps.json" \
+		-n unroot "$UNROOT ps -a" -n podman "podman ps -a" >&2
+	load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+	idle_cleanup
+	cp "$OUT/idle-ps.json" "$RESULTS/LATEST-idle-ps.json"
+	local table="| tool | PSS per container kB | start of $n containers (4 at a time) s | \`ps -a\` median ms |"$'\n'"|---|---:|---:|---:|"
+	for tool in unroot podman; do
+		table+=$'\n'"| $tool | ${pss[$tool]} | ${start_s[$tool]} | $(median_of "$OUT/idle-ps.csv" "$tool") |"
+	done
+	echo
+	echo "idle: $n idle busybox containers per tool (load average $load_before -> $load_after)"
+	echo "$table"
+	echo "podman's pause process (shared by all its containers): PSS $pause_pss kB"
+	md "## idle: $n detached \`sleep 1000000\` containers per tool" "" \
+		"Each tool starts $n busybox containers (\`run -d\`, no network, 4 at a time), then the PSS (\`/proc/PID/smaps_rollup\`, shared pages split among their users) of every process each container added is summed: for unroot the detached host process and everything below it (the lean monitor, the container's init, the sleep); for podman conmon and everything below it (the sleep; runc has exited). podman's rootless pause process, shared by all its containers, is not in the figure: $pause_pss kB in all. Then \`ps -a\` with the $n containers listed, $runs runs (hyperfine). Load average $load_before before, $load_after after." "" \
 		"$table" ""
 }
 

@@ -8,10 +8,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,9 +51,20 @@ func RunRecorded(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 		_ = d.SaveState(id, st)
 	}
 	self, start := os.Getpid(), ProcStart(os.Getpid())
+	stopped := false
 	update(func(st *State) {
-		*st = State{Status: StatusRunning, Pid: self, PidStart: start, StartedAt: time.Now()}
+		if rio.RestartCount > 0 && st.ManuallyStopped {
+			// Stopped by the user while waiting to restart: checked here,
+			// under the lock, so that a stop cannot slip in between.
+			stopped = true
+			st.Status, st.Pid, st.PidStart = StatusExited, 0, 0
+			return
+		}
+		*st = State{Status: StatusRunning, Pid: self, PidStart: start, StartedAt: time.Now(), RestartCount: rio.RestartCount}
 	})
+	if stopped {
+		return ExitSetup, ErrStopped
+	}
 	userStart := rio.OnStart
 	rio.OnStart = func(si StartInfo) {
 		update(func(st *State) {
@@ -93,12 +106,96 @@ func RunRecorded(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 		if err != nil {
 			st.Error = err.Error()
 		}
+		if err == nil && rio.Restart != nil && !st.ManuallyStopped && rio.Restart(code) {
+			// The detached process lives on to start it again.
+			st.Status, st.Pid, st.PidStart = StatusRestarting, self, start
+			rio.Restarting = true
+		}
 	})
 	if c.Spec.Remove {
 		// run -d --rm: the monitor removed the storage container.
 		_ = d.Remove(id)
 	}
 	return code, err
+}
+
+// RunAttached runs a recorded container in the foreground: its output
+// goes to our stdout and stderr as it comes, and into its log too (Docker
+// keeps the logs of foreground containers).
+func RunAttached(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error) {
+	lf, err := openLog(d.LogPath(c.ID))
+	if err != nil {
+		return ExitSetup, fmt.Errorf("opening the container's log: %w", err)
+	}
+	defer lf.close()
+	var wg sync.WaitGroup
+	var ours []*os.File
+	tee := func(stream string, to *os.File) (*os.File, error) {
+		if to == nil {
+			to = os.Stdout
+			if stream == "stderr" {
+				to = os.Stderr
+			}
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		ours = append(ours, w)
+		pr, pw := io.Pipe()
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			// Unbuffered, so that a prompt shows before its newline.
+			_, _ = io.Copy(io.MultiWriter(&bestEffort{w: to}, pw), r)
+			r.Close()
+			pw.Close()
+		}()
+		go func() { defer wg.Done(); lf.copy(stream, pr) }()
+		return w, nil
+	}
+	if rio.Stdout, err = tee("stdout", rio.Stdout); err == nil {
+		rio.Stderr, err = tee("stderr", rio.Stderr)
+	}
+	if err != nil {
+		for _, f := range ours {
+			f.Close()
+		}
+		return ExitSetup, err
+	}
+	code, err := RunRecorded(ctx, d, c, rio)
+	for _, f := range ours {
+		f.Close()
+	}
+	drainLog(&wg)
+	return code, err
+}
+
+// drainLog waits for the copies of the container's output into its log,
+// but not forever: orphaned container processes may hold the pipes.
+func drainLog(wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+}
+
+// bestEffort writes to the user's terminal or pipe until that fails (a
+// reader gone), and the log keeps everything after.
+type bestEffort struct {
+	w      io.Writer
+	failed bool
+}
+
+func (b *bestEffort) Write(p []byte) (int, error) {
+	if !b.failed {
+		if _, err := b.w.Write(p); err != nil {
+			b.failed = true
+		}
+	}
+	return len(p), nil
 }
 
 // StartDetached starts the container's host half as a process of its own
@@ -109,7 +206,7 @@ func StartDetached(d Dirs, c *Config) error {
 	if err != nil {
 		return err
 	}
-	if st := d.LoadState(c.ID); st.Status == StatusRunning {
+	if st := d.LoadState(c.ID); st.Active() {
 		unlock()
 		return fmt.Errorf("container %s is already running", c.Name)
 	}
@@ -175,6 +272,12 @@ func StartDetached(d Dirs, c *Config) error {
 	}
 }
 
+// ErrStopped: the user stopped a container while it waited to restart.
+var ErrStopped = errors.New("stopped while waiting to restart")
+
+// restartDelay is the first back-off of a restart policy.
+const restartDelay = 100 * time.Millisecond
+
 // StartError is a container that could not start, with Docker's exit
 // code for it (125, or 126/127 for a command that cannot be run).
 type StartError struct {
@@ -234,18 +337,59 @@ func DetachedMain() int {
 	go func() { defer wg.Done(); lf.copy("stdout", outR) }()
 	go func() { defer wg.Done(); lf.copy("stderr", errR) }()
 	devnull, _ := os.Open(os.DevNull)
-	rio := &RunIO{Stdin: devnull, Stdout: outW, Stderr: errW, Detached: true,
-		OnStart: func(StartInfo) { sayOnce("ok") }}
-	code, err := RunRecorded(context.Background(), d, c, rio)
+	stdin := devnull
+	if c.Spec.Stdin {
+		// run -d -i: the container's stdin stays open on a pipe that
+		// `unroot attach` writes into.
+		r, stop, err := serveAttach(d, id)
+		if err != nil {
+			sayOnce(fmt.Sprintf("fail %d %s", ExitSetup, err))
+			return ExitSetup
+		}
+		defer stop()
+		stdin = r
+	}
+	// Between two runs of a restart policy nobody relays signals: a stop
+	// by the user (TERM to this process) ends the wait instead.
+	sigs := make(chan os.Signal, 4)
+	if c.Spec.Restart.Any() {
+		signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT)
+	}
+	var code int
+	delay := restartDelay
+	for restarts := 0; ; restarts++ {
+		var started atomic.Bool
+		rio := &RunIO{Stdin: stdin, Stdout: outW, Stderr: errW, Detached: true, RestartCount: restarts,
+			OnStart: func(StartInfo) { started.Store(true); sayOnce("ok") }}
+		if c.Spec.Restart.Any() {
+			// A container that could not start is not restarted (Docker).
+			rio.Restart = func(code int) bool { return started.Load() && c.Spec.Restart.ShouldRestart(code, restarts) }
+		}
+		begun := time.Now()
+		code, err = RunRecorded(context.Background(), d, c, rio)
+		if errors.Is(err, ErrStopped) {
+			return 0
+		}
+		if !rio.Restarting {
+			break
+		}
+		// Docker's back-off: doubled at each restart, from 100 ms up to a
+		// minute, and back to 100 ms after a run of 10 s or more.
+		if time.Since(begun) >= 10*time.Second {
+			delay = restartDelay
+		}
+		for len(sigs) > 0 {
+			<-sigs // signals the run had
+		}
+		select {
+		case <-time.After(delay):
+		case <-sigs:
+		}
+		delay = min(2*delay, time.Minute)
+	}
 	outW.Close()
 	errW.Close()
-	// Orphaned container processes may hold the pipes: do not wait forever.
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-	}
+	drainLog(&wg)
 	if err != nil {
 		sayOnce(fmt.Sprintf("fail %d %s", ExitSetup, err))
 		lf.write("stderr", []byte("unroot: "+err.Error()), false)
@@ -370,13 +514,13 @@ func ParseLogLine(s string) (LogLine, bool) {
 	return LogLine{Time: t, Stream: stream, Partial: tag == "P", Text: text}, true
 }
 
-// WaitExit waits until the container is no longer running or the timeout
-// passes (0: forever), and returns its state.
+// WaitExit waits until the container is no longer running nor waiting to
+// be restarted, or the timeout passes (0: forever), and returns its state.
 func (d Dirs) WaitExit(id string, timeout time.Duration) (*State, bool) {
 	deadline := time.Now().Add(timeout)
 	for {
 		st := d.LoadState(id)
-		if st.Status != StatusRunning {
+		if !st.Active() {
 			return st, true
 		}
 		if timeout > 0 && time.Now().After(deadline) {

@@ -150,6 +150,13 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	}
 	if s.Remove {
 		defer remove()
+		// Docker removes the anonymous volumes of a --rm container too;
+		// here, in the namespace, any file the container made can go.
+		for _, m := range s.Mounts {
+			if m.Anonymous {
+				defer os.RemoveAll(filepath.Dir(m.Source))
+			}
+		}
 	}
 	rootfs, err := store.Mount(ctr.ID, "")
 	if err != nil {
@@ -187,15 +194,17 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 		return ExitSetup, err
 	}
 	stopSignal := ""
+	var labels map[string]string
 	if cfg != nil {
 		stopSignal = cfg.Config.StopSignal
+		labels = cfg.Config.Labels
 	}
-	return runInit(s, proc, ctl, stopSignal)
+	return runInit(s, proc, ctl, stopSignal, MergeLabels(labels, s.Labels))
 }
 
 // runInit starts the container's PID 1 in its own namespaces and waits
 // for it, forwarding signals.
-func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string) (int, error) {
+func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels map[string]string) (int, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return ExitSetup, err
@@ -263,7 +272,7 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string) (int, 
 	var one [1]byte
 	if n, _ := startedR.Read(one[:]); n == 1 {
 		_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid, StopSignal: stopSignal,
-			Process: &ResolvedProcess{Args: proc.Args, Env: proc.Env, Cwd: proc.Cwd, User: proc.User}})
+			Process: &ResolvedProcess{Args: proc.Args, Env: proc.Env, Cwd: proc.Cwd, User: proc.User, Labels: labels}})
 		if s.LeanMonitor {
 			// Nothing is left to do but wait: become the small waiter
 			// (this is the main thread, which forked the init). Our

@@ -46,6 +46,13 @@ type RunIO struct {
 	// OOMKilled is set on return when the kernel's OOM killer killed a
 	// process of the container.
 	OOMKilled bool
+	// RestartCount is recorded in the state (RunRecorded); Restart, when
+	// set, decides whether the container is restarted after the exit
+	// code, and RunRecorded then records it as restarting and sets
+	// Restarting instead of recording the end.
+	RestartCount int
+	Restart      func(code int) bool
+	Restarting   bool
 }
 
 // StartInfo is what the host half learns when the container starts.
@@ -63,6 +70,8 @@ type ResolvedProcess struct {
 	Env  []string `json:"env,omitempty"`
 	Cwd  string   `json:"cwd,omitempty"`
 	User string   `json:"user,omitempty"`
+	// Labels: the image's, with the user's over them.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // RunWith is Run with the container's standard streams and a hook.
@@ -232,7 +241,8 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 			master = m
 			masterMu.Unlock()
 			resize(m)
-			if s.Stdin && !rio.Detached {
+			// Detached, stdin is /dev/null, or attach's pipe (run -d -i).
+			if s.Stdin {
 				go func() { _, _ = io.Copy(m, rio.Stdin) }()
 			}
 			_, _ = io.Copy(rio.Stdout, m)

@@ -8,6 +8,10 @@ package container
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -68,6 +72,61 @@ type Spec struct {
 	SignalsFromTTY bool `json:"signals_from_tty"`
 	// Fast: where to leave the fast path a record of the image.
 	Fast *FastTarget `json:"fast,omitempty"`
+	// Restart: --restart, carried out by the detached process (run -d).
+	Restart RestartPolicy `json:"restart,omitempty"`
+	// Labels: --label and --label-file (the image's are merged at start).
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// RestartPolicy is Docker's --restart: no, on-failure[:N], always,
+// unless-stopped.
+type RestartPolicy struct {
+	Name       string `json:"name,omitempty"`
+	MaxRetries int    `json:"max_retries,omitempty"`
+}
+
+// ParseRestart parses --restart as Docker does.
+func ParseRestart(v string) (RestartPolicy, error) {
+	name, count, hasCount := strings.Cut(v, ":")
+	p := RestartPolicy{Name: name}
+	switch name {
+	case "", "no":
+		p.Name = "no"
+		if hasCount {
+			return p, fmt.Errorf("--restart %q: a retry count goes only with on-failure (on-failure:N)", v)
+		}
+	case "always", "unless-stopped":
+		if hasCount {
+			return p, fmt.Errorf("--restart %q: a retry count goes only with on-failure: use on-failure:%s, or %s alone", v, count, name)
+		}
+	case "on-failure":
+		if hasCount {
+			n, err := strconv.Atoi(count)
+			if err != nil || n < 0 {
+				return p, fmt.Errorf("--restart %q: the retry count must be a number >= 0 (on-failure:3)", v)
+			}
+			p.MaxRetries = n
+		}
+	default:
+		return p, fmt.Errorf("--restart %q: use no, on-failure[:MAX-RETRIES], always or unless-stopped", v)
+	}
+	return p, nil
+}
+
+// Any says whether the policy may restart the container at all.
+func (p RestartPolicy) Any() bool { return p.Name != "" && p.Name != "no" }
+
+// ShouldRestart says whether a process that exited with code, after
+// restarts restarts, is started again. A stop by the user is checked by
+// the caller (State.ManuallyStopped).
+func (p RestartPolicy) ShouldRestart(code, restarts int) bool {
+	switch p.Name {
+	case "always", "unless-stopped":
+		return true
+	case "on-failure":
+		return code != 0 && (p.MaxRetries == 0 || restarts < p.MaxRetries)
+	}
+	return false
 }
 
 // Process is the resolved process of a container (the init stage's input).
@@ -113,6 +172,20 @@ func (s *Spec) request() resolve.Request {
 		CapAdd: s.CapAdd, CapDrop: s.CapDrop, Mounts: s.Mounts, ReadOnly: s.ReadOnly,
 		OOMScoreAdj: s.Limits.OOMScoreAdj,
 	}
+}
+
+// MergeLabels returns the image's labels with the user's over them (nil
+// when there are none).
+func MergeLabels(image, user map[string]string) map[string]string {
+	if len(image)+len(user) == 0 {
+		return nil
+	}
+	out := maps.Clone(image)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, user)
+	return out
 }
 
 // Exit codes, as Docker uses them.

@@ -23,6 +23,9 @@ const (
 	StatusCreated = "created"
 	StatusRunning = "running"
 	StatusExited  = "exited"
+	// StatusRestarting: the process exited and the restart policy will
+	// start it again once the back-off delay has passed.
+	StatusRestarting = "restarting"
 )
 
 // Config is what is recorded of a container for its whole life (it
@@ -60,6 +63,32 @@ type State struct {
 	// Unknown: the host-side process died without recording the end
 	// (kill -9, reboot); the exit code is not known.
 	Unknown bool `json:"unknown,omitempty"`
+	// RestartCount: restarts by the restart policy since the last start by
+	// the user (Docker resets it there too).
+	RestartCount int `json:"restart_count,omitempty"`
+	// ManuallyStopped: stop or kill by the user, which the restart policy
+	// must not undo.
+	ManuallyStopped bool `json:"manually_stopped,omitempty"`
+}
+
+// Active says whether the container has a living host-side process: it
+// runs, or waits to be restarted.
+func (st *State) Active() bool {
+	return st.Status == StatusRunning || st.Status == StatusRestarting
+}
+
+// MarkStopped records that the user stops the container, before the
+// signal is sent, so that its restart policy leaves it stopped.
+func (d Dirs) MarkStopped(id string) {
+	unlock, err := d.Lock(id)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	if st := d.LoadState(id); st.Active() {
+		st.ManuallyStopped = true
+		_ = d.SaveState(id, st)
+	}
 }
 
 // Dirs are where containers are recorded.
@@ -281,7 +310,7 @@ func Alive(pid int, start uint64) bool {
 // init forwards it to the process), or with SIGKILL, to the PID 1 itself,
 // which takes every process of the container with it.
 func Signal(st *State, sig syscall.Signal) error {
-	if st.Status != StatusRunning {
+	if !st.Active() {
 		return fmt.Errorf("the container is not running")
 	}
 	if st.InitPid > 0 {

@@ -57,6 +57,13 @@ func cmdRun(g *globals, args []string) (err error) {
 	detach := fs.BoolP("detach", "d", false, "run the container in the background and print its ID")
 	volumes := fs.StringArrayP("volume", "v", nil, "bind mount a volume: HOST-DIR:CONTAINER-DIR[:ro|rw], NAME:CONTAINER-DIR (a named volume) or CONTAINER-DIR")
 	tmpfs := fs.StringArray("tmpfs", nil, "mount a tmpfs: CONTAINER-DIR[:OPTIONS]")
+	mounts := fs.StringArray("mount", nil, "attach a filesystem mount: type=bind,source=HOST-PATH,target=CONTAINER-PATH[,readonly], type=volume[,source=NAME],target=..., type=tmpfs,target=...[,tmpfs-size=64m][,tmpfs-mode=1777]")
+	restart := fs.String("restart", "no", "restart policy of a detached container when its process exits: no, on-failure[:MAX-RETRIES], always, unless-stopped")
+	labels := fs.StringArrayP("label", "l", nil, "set a label on the container (KEY=VALUE)")
+	labelFiles := fs.StringArray("label-file", nil, "read labels from a file of KEY=VALUE lines")
+	// unroot's own init is the container's PID 1 in every container (it
+	// reaps orphans and forwards signals): --init has nothing to add.
+	fs.Bool("init", false, "run an init inside the container (always the case with unroot: accepted for Docker compatibility)")
 	fs.BoolVar(&s.ReadOnly, "read-only", false, "mount the container's root filesystem read-only")
 	envFiles := fs.StringArray("env-file", nil, "read environment variables from a file")
 	fs.StringVar(&s.StopSignal, "stop-signal", "", "signal to stop the container (default: the image's, else SIGTERM)")
@@ -143,6 +150,29 @@ func cmdRun(g *globals, args []string) (err error) {
 		}
 		s.Mounts = append(s.Mounts, m)
 	}
+	for _, v := range *mounts {
+		mo, err := parseMount(v)
+		if err != nil {
+			return usageError{"run", err}
+		}
+		m, err := resolveMount(g, mo)
+		if err != nil {
+			return err
+		}
+		s.Mounts = append(s.Mounts, m)
+	}
+	if s.Restart, err = container.ParseRestart(*restart); err != nil {
+		return usageError{"run", err}
+	}
+	if s.Restart.Any() && s.Remove {
+		return usageError{"run", fmt.Errorf("conflicting options: --restart %s and --rm (a removed container cannot be restarted): drop one", *restart)}
+	}
+	if s.Restart.Any() && !*detach {
+		return usageError{"run", fmt.Errorf("--restart %s needs -d: only a detached container has a process of its own to restart it", *restart)}
+	}
+	if s.Labels, err = parseLabels(*labelFiles, *labels); err != nil {
+		return usageError{"run", err}
+	}
 	for _, v := range *tmpfs {
 		dst, opts, _ := strings.Cut(v, ":")
 		if !strings.HasPrefix(dst, "/") {
@@ -213,7 +243,7 @@ func cmdRun(g *globals, args []string) (err error) {
 		fmt.Println(c.ID)
 		return nil
 	}
-	code, err := container.RunRecorded(bg, d, c, &container.RunIO{})
+	code, err := container.RunAttached(bg, d, c, &container.RunIO{})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/docker/go-units"
 	"go.podman.io/storage"
+	"golang.org/x/sys/unix"
 
 	"github.com/unroot/unroot/container"
 	"github.com/unroot/unroot/image"
@@ -53,9 +55,28 @@ func createContainer(d container.Dirs, s *container.Spec) (*container.Config, er
 
 // psRow is what ps --format templates see.
 type psRow struct {
-	ID, Image, Command, CreatedAt, RunningFor, Status, State, Names, Ports string
-	Pid                                                                    int
-	ExitCode                                                               int
+	ID, Image, Command, CreatedAt, RunningFor, Status, State, Names, Ports, Labels string
+	Pid                                                                            int
+	ExitCode                                                                       int
+}
+
+// labelsOf are the container's labels: the image's merged with the
+// user's once it has started, else the user's.
+func labelsOf(c *container.Config) map[string]string {
+	if c.Process != nil && c.Process.Labels != nil {
+		return c.Process.Labels
+	}
+	return c.Spec.Labels
+}
+
+// labelText is Docker's {{.Labels}}: k=v pairs, sorted, comma-separated.
+func labelText(l map[string]string) string {
+	var out []string
+	for k, v := range l {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
 }
 
 func statusText(st *container.State, now time.Time) string {
@@ -64,6 +85,8 @@ func statusText(st *container.State, now time.Time) string {
 		return "Up " + units.HumanDuration(now.Sub(st.StartedAt))
 	case container.StatusCreated:
 		return "Created"
+	case container.StatusRestarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, units.HumanDuration(now.Sub(st.FinishedAt)))
 	}
 	if st.Unknown {
 		return "Exited (unknown)"
@@ -106,7 +129,7 @@ func cmdPs(g *globals, args []string) error {
 	quiet := fs.BoolP("quiet", "q", false, "only display container IDs")
 	noTrunc := fs.Bool("no-trunc", false, "do not truncate output")
 	format := fs.String("format", "", "format the output with a Go template, e.g. '{{.ID}} {{.Names}} {{.Status}}'")
-	filters := fs.StringArrayP("filter", "f", nil, "filter output: name=REGEX, status=STATUS, id=PREFIX")
+	filters := fs.StringArrayP("filter", "f", nil, "filter output: name=REGEX, status=STATUS, id=PREFIX, label=KEY or label=KEY=VALUE")
 	last := fs.IntP("last", "n", -1, "show n last created containers (includes all states)")
 	latest := fs.BoolP("latest", "l", false, "show the latest created container (includes all states)")
 	if err := parse(fs, args); err != nil {
@@ -133,9 +156,9 @@ func cmdPs(g *globals, args []string) error {
 				return usageError{"ps", fmt.Errorf("filter status=%s: use created, running or exited", v)}
 			}
 			*all = true
-		case k == "id":
+		case k == "id", k == "label":
 		default:
-			return usageError{"ps", fmt.Errorf("unsupported filter %q: use name, status or id", k)}
+			return usageError{"ps", fmt.Errorf("unsupported filter %q: use name, status, id or label", k)}
 		}
 		fl = append(fl, filter{k, v})
 	}
@@ -166,7 +189,7 @@ func cmdPs(g *globals, args []string) error {
 next:
 	for _, c := range list {
 		st := d.LoadState(c.ID)
-		if !*all && st.Status != container.StatusRunning {
+		if !*all && !st.Active() {
 			continue
 		}
 		for _, f := range fl {
@@ -183,6 +206,12 @@ next:
 				if !strings.HasPrefix(c.ID, f.val) {
 					continue next
 				}
+			case "label":
+				k, v, withVal := strings.Cut(f.val, "=")
+				got, ok := labelsOf(c)[k]
+				if !ok || withVal && got != v {
+					continue next
+				}
 			}
 		}
 		id, cmd := c.ID, commandOf(c)
@@ -197,7 +226,7 @@ next:
 			CreatedAt:  c.Created.Format("2006-01-02 15:04:05 -0700 MST"),
 			RunningFor: units.HumanDuration(now.Sub(c.Created)) + " ago",
 			Status:     statusText(st, now), State: st.Status, Names: c.Name,
-			Ports: portsOf(c.Spec), Pid: st.InitPid, ExitCode: st.ExitCode,
+			Ports: portsOf(c.Spec), Pid: st.InitPid, ExitCode: st.ExitCode, Labels: labelText(labelsOf(c)),
 		})
 	}
 	switch {
@@ -230,7 +259,7 @@ next:
 // replaced by Docker's column name.
 func psHeader(f string) string {
 	names := map[string]string{"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
-		"RunningFor": "CREATED", "Status": "STATUS", "State": "STATE", "Names": "NAMES", "Ports": "PORTS", "Pid": "PID", "ExitCode": "EXIT CODE"}
+		"RunningFor": "CREATED", "Status": "STATUS", "State": "STATE", "Names": "NAMES", "Ports": "PORTS", "Pid": "PID", "ExitCode": "EXIT CODE", "Labels": "LABELS"}
 	return regexp.MustCompile(`\{\{\s*\.(\w+)\s*\}\}`).ReplaceAllStringFunc(f, func(m string) string {
 		k := regexp.MustCompile(`\w+`).FindString(m)
 		if n, ok := names[k]; ok {
@@ -247,14 +276,22 @@ func eachContainer(g *globals, verb string, refs []string, f func(d container.Di
 		return usageError{verb, fmt.Errorf("requires at least 1 argument: CONTAINER")}
 	}
 	d := dirs(g)
-	failed := false
-	for _, ref := range refs {
+	return eachArg(verb, refs, func(ref string) error {
 		c, err := d.Find(ref)
-		if err == nil {
-			err = f(d, c)
-		}
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "unroot %s: %s: %v\n", verb, ref, err)
+			return err
+		}
+		return f(d, c)
+	})
+}
+
+// eachArg runs f for every argument; a failure is reported, with the
+// argument, and the others are still done (exit status 1 at the end).
+func eachArg(verb string, args []string, f func(arg string) error) error {
+	failed := false
+	for _, a := range args {
+		if err := f(a); err != nil {
+			fmt.Fprintf(os.Stderr, "unroot %s: %s: %v\n", verb, a, err)
 			failed = true
 		}
 	}
@@ -271,12 +308,15 @@ func stopSignal(c *container.Config, st *container.State) string {
 	return st.StopSignal
 }
 
-// stopContainer sends the stop signal, then SIGKILL after timeout.
+// stopContainer sends the stop signal, then SIGKILL after timeout. A
+// container waiting to be restarted gets it in its detached process,
+// which then ends the wait.
 func stopContainer(d container.Dirs, c *container.Config, timeout time.Duration) error {
-	st := d.LoadState(c.ID)
-	if st.Status != container.StatusRunning {
+	if !d.LoadState(c.ID).Active() {
 		return nil
 	}
+	d.MarkStopped(c.ID)
+	st := d.LoadState(c.ID)
 	sig, err := container.SignalByName(stopSignal(c, st))
 	if err != nil {
 		sig = 15
@@ -290,11 +330,17 @@ func stopContainer(d container.Dirs, c *container.Config, timeout time.Duration)
 }
 
 func killWait(d container.Dirs, c *container.Config) error {
-	st := d.LoadState(c.ID)
-	if st.Status != container.StatusRunning {
+	if !d.LoadState(c.ID).Active() {
 		return nil
 	}
-	_ = container.Signal(st, 9)
+	d.MarkStopped(c.ID)
+	st := d.LoadState(c.ID)
+	sig := unix.SIGKILL
+	if st.Status == container.StatusRestarting {
+		// Only the detached process is left: let it record the end.
+		sig = unix.SIGTERM
+	}
+	_ = container.Signal(st, sig)
 	if _, done := d.WaitExit(c.ID, 10*time.Second); !done {
 		// The host-side process itself does not answer.
 		_ = container.Signal(&container.State{Status: container.StatusRunning, Pid: st.Pid}, 9)
@@ -334,11 +380,13 @@ func cmdKill(g *globals, args []string) error {
 		return usageError{"kill", err}
 	}
 	return eachContainer(g, "kill", fs.Args(), func(d container.Dirs, c *container.Config) error {
-		st := d.LoadState(c.ID)
-		if st.Status != container.StatusRunning {
+		if !d.LoadState(c.ID).Active() {
 			return fmt.Errorf("container %s is not running", c.Name)
 		}
-		if err := container.Signal(st, sig); err != nil {
+		// A kill by the user, whatever the signal, counts as a stop for
+		// the restart policy: it must not bring back what was killed.
+		d.MarkStopped(c.ID)
+		if err := container.Signal(d.LoadState(c.ID), sig); err != nil {
 			return err
 		}
 		fmt.Println(fsArgOr(c))
@@ -362,12 +410,12 @@ func cmdStart(g *globals, args []string) error {
 		if err != nil {
 			return err
 		}
-		if st := d.LoadState(c.ID); st.Status == container.StatusRunning {
+		if st := d.LoadState(c.ID); st.Active() {
 			return fmt.Errorf("container %s is already running", c.Name)
 		}
 		c.Spec.Stdin = *interactive
 		c.Spec.Remove = false
-		code, err := container.RunRecorded(bg, d, c, &container.RunIO{})
+		code, err := container.RunAttached(bg, d, c, &container.RunIO{})
 		if err != nil {
 			return err
 		}
@@ -377,7 +425,7 @@ func cmdStart(g *globals, args []string) error {
 		return nil
 	}
 	return eachContainer(g, "start", fs.Args(), func(d container.Dirs, c *container.Config) error {
-		if d.LoadState(c.ID).Status == container.StatusRunning {
+		if d.LoadState(c.ID).Active() {
 			fmt.Println(fsArgOr(c))
 			return nil
 		}
@@ -422,7 +470,7 @@ func cmdWait(g *globals, args []string) error {
 func cmdRm(g *globals, args []string) error {
 	fs := newFlags("rm")
 	force := fs.BoolP("force", "f", false, "kill a running container first")
-	fs.BoolP("volumes", "v", false, "remove anonymous volumes (accepted; unroot makes none)")
+	volumes := fs.BoolP("volumes", "v", false, "remove the anonymous volumes of the container")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -440,7 +488,7 @@ func cmdRm(g *globals, args []string) error {
 		}
 	}()
 	return eachContainer(g, "rm", fs.Args(), func(d container.Dirs, c *container.Config) error {
-		if d.LoadState(c.ID).Status == container.StatusRunning {
+		if d.LoadState(c.ID).Active() {
 			if !*force {
 				return fmt.Errorf("container %s is running: stop it first, or use rm -f", c.Name)
 			}
@@ -464,6 +512,11 @@ func cmdRm(g *globals, args []string) error {
 				return fmt.Errorf("removing the container's layer: %w", err)
 			}
 		}
+		if *volumes {
+			if err := removeAnonymousVolumes(g, c); err != nil {
+				return err
+			}
+		}
 		if err := d.Remove(c.ID); err != nil {
 			return err
 		}
@@ -481,6 +534,7 @@ type inspectJSON struct {
 	State   struct {
 		Status     string
 		Running    bool
+		Restarting bool
 		Pid        int
 		ExitCode   int
 		OOMKilled  bool
@@ -488,10 +542,11 @@ type inspectJSON struct {
 		StartedAt  string
 		FinishedAt string
 	}
-	Image   string
-	Name    string
-	LogPath string
-	Config  struct {
+	Image        string
+	Name         string
+	RestartCount int
+	LogPath      string
+	Config       struct {
 		Hostname   string
 		User       string
 		Tty        bool
@@ -501,6 +556,7 @@ type inspectJSON struct {
 		Image      string
 		WorkingDir string
 		Entrypoint []string
+		Labels     map[string]string
 		StopSignal string `json:",omitempty"`
 	}
 	Mounts          []any
@@ -508,10 +564,14 @@ type inspectJSON struct {
 		Ports map[string][]map[string]string
 	}
 	HostConfig struct {
-		NetworkMode string
-		AutoRemove  bool
-		CapAdd      []string
-		CapDrop     []string
+		NetworkMode   string
+		AutoRemove    bool
+		CapAdd        []string
+		CapDrop       []string
+		RestartPolicy struct {
+			Name              string
+			MaximumRetryCount int
+		}
 	}
 }
 
@@ -559,6 +619,14 @@ func cmdInspect(g *globals, args []string) error {
 		}
 		j.State.Status = st.Status
 		j.State.Running = st.Status == container.StatusRunning
+		j.State.Restarting = st.Status == container.StatusRestarting
+		j.RestartCount = st.RestartCount
+		j.Config.Labels = labelsOf(c)
+		j.HostConfig.RestartPolicy.Name = s.Restart.Name
+		if j.HostConfig.RestartPolicy.Name == "" {
+			j.HostConfig.RestartPolicy.Name = "no"
+		}
+		j.HostConfig.RestartPolicy.MaximumRetryCount = s.Restart.MaxRetries
 		j.State.Pid = st.InitPid
 		j.State.ExitCode = st.ExitCode
 		j.State.OOMKilled = st.OOMKilled
@@ -569,7 +637,11 @@ func cmdInspect(g *globals, args []string) error {
 		j.Config.StopSignal = stopSignal(c, st)
 		j.Mounts = []any{}
 		for _, m := range s.Mounts {
-			j.Mounts = append(j.Mounts, map[string]any{"Type": m.Type, "Source": m.Source, "Destination": m.Destination, "RW": !m.ReadOnly, "Options": m.Options})
+			jm := map[string]any{"Type": m.Type, "Source": m.Source, "Destination": m.Destination, "RW": !m.ReadOnly, "Options": m.Options}
+			if m.Volume != "" {
+				jm["Type"], jm["Name"], jm["Driver"] = "volume", m.Volume, "local"
+			}
+			j.Mounts = append(j.Mounts, jm)
 		}
 		j.NetworkSettings.Ports = map[string][]map[string]string{}
 		for _, p := range s.Publish {
@@ -691,14 +763,28 @@ func cmdLogs(g *globals, args []string) error {
 		}
 		parsed = parsed[i:]
 	}
+	emit, flush := logPrinter(*stamps)
+	for _, ll := range parsed {
+		emit(ll)
+	}
+	flush()
+	if !*follow {
+		return nil
+	}
+	return followLog(d, c, path, offset, emit, flush)
+}
+
+// logPrinter prints log lines to our stdout and stderr, as they were
+// written by the container.
+func logPrinter(stamps bool) (emit func(container.LogLine), flush func()) {
 	out := bufio.NewWriter(os.Stdout)
 	errOut := bufio.NewWriter(os.Stderr)
-	emit := func(ll container.LogLine) {
+	emit = func(ll container.LogLine) {
 		w := out
 		if ll.Stream == "stderr" {
 			w = errOut
 		}
-		if *stamps {
+		if stamps {
 			w.WriteString(ll.Time.Format(time.RFC3339Nano) + " ")
 		}
 		w.WriteString(ll.Text)
@@ -706,15 +792,7 @@ func cmdLogs(g *globals, args []string) error {
 			w.WriteString("\n")
 		}
 	}
-	for _, ll := range parsed {
-		emit(ll)
-	}
-	out.Flush()
-	errOut.Flush()
-	if !*follow {
-		return nil
-	}
-	return followLog(d, c, path, offset, emit, func() { out.Flush(); errOut.Flush() })
+	return emit, func() { out.Flush(); errOut.Flush() }
 }
 
 // followLog prints what is appended to the log from offset on until the
@@ -762,7 +840,7 @@ func followLog(d container.Dirs, c *container.Config, path string, offset int64,
 			}
 			flush()
 		}
-		if d.LoadState(c.ID).Status != container.StatusRunning {
+		if !d.LoadState(c.ID).Active() {
 			if stoppedOnce {
 				return nil
 			}
@@ -877,17 +955,19 @@ func parseVolume(g *globals, v string) (container.Mount, error) {
 		}
 	}
 	switch {
-	case src == "":
-		src = container.NewID()
-		fallthrough
-	case !strings.HasPrefix(src, "/") && !strings.HasPrefix(src, "."):
-		if !volumeName.MatchString(src) {
+	case src == "" || !strings.HasPrefix(src, "/") && !strings.HasPrefix(src, "."):
+		if src != "" && !volumeName.MatchString(src) {
 			return m, fmt.Errorf("-v %q: %q is neither an absolute host path nor a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)", v, src)
 		}
-		// A named volume: a directory of the user's, root's inside.
-		dir := filepath.Join(g.paths.Data, "volumes", src, "_data")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return m, fmt.Errorf("creating volume %s: %w", src, err)
+		// A volume: a directory of the user's, root's inside; without a
+		// name an anonymous one, as in Docker, which rm -v removes.
+		m.Volume, m.Anonymous = src, src == ""
+		if m.Anonymous {
+			m.Volume = container.NewID()
+		}
+		dir, err := ensureVolume(g, m.Volume, m.Anonymous)
+		if err != nil {
+			return m, fmt.Errorf("-v %q: %w", v, err)
 		}
 		m.Source = dir
 	default:

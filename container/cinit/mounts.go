@@ -16,6 +16,10 @@ type Mount struct {
 	Destination string `json:"destination"`
 	ReadOnly    bool   `json:"ro,omitempty"`
 	Options     string `json:"options,omitempty"` // tmpfs: Docker's comma-separated options
+	// Volume names the volume a bind of its directory comes from;
+	// Anonymous: made for this container (-v /path), removed by rm -v.
+	Volume    string `json:"volume,omitempty"`
+	Anonymous bool   `json:"anonymous,omitempty"`
 }
 
 // setupMounts mounts the user's volumes into the rootfs r (before

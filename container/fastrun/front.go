@@ -81,6 +81,8 @@ func parseRun(args []string) (*flags, *flag.FlagSet, error) {
 	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "")
 	fs.IntVar(&f.mtu, "mtu", 0, "")
 	fs.BoolVar(&f.noHostLoopback, "disable-host-loopback", false, "")
+	// unroot's own init is always PID 1: --init changes nothing.
+	fs.Bool("init", false, "")
 	// Registry flags matter only for a pull, which the fast path never does.
 	fs.Bool("tls-verify", true, "")
 	fs.String("cert-dir", "", "")

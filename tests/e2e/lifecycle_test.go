@@ -50,16 +50,29 @@ type inspected struct {
 	State struct {
 		Status     string
 		Running    bool
+		Restarting bool
 		Pid        int
 		ExitCode   int
 		OOMKilled  bool
 		StartedAt  string
 		FinishedAt string
 	}
-	Config struct {
-		Image string
-		Cmd   []string
-		Env   []string
+	RestartCount int
+	Config       struct {
+		Image  string
+		Cmd    []string
+		Env    []string
+		Labels map[string]string
+	}
+	HostConfig struct {
+		RestartPolicy struct {
+			Name              string
+			MaximumRetryCount int
+		}
+	}
+	Mounts []struct {
+		Type, Name, Source, Destination string
+		RW                              bool
 	}
 }
 
