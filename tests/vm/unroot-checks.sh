@@ -33,8 +33,10 @@ rc=$?
 out=$(run "--pids-limit 20" sh -c 'cat /sys/fs/cgroup/pids.max; for i in $(seq 60); do sleep 5 & done 2>&1 | head -1; true' 2>&1)
 case "$out" in 20*fork*|20*"Resource temporarily unavailable"*) pass pids_limit ;; *) fail pids_limit "$out" ;; esac
 
-# --cpus 0.5 holds a busy loop near 50%: CPU time from cpu.stat over wall
-# time from /proc/uptime, both read inside (TCG makes fixed windows stretch).
+# --cpus 0.5 holds a busy loop to at most ~50%: CPU time from cpu.stat over
+# wall time from /proc/uptime, both read inside (TCG makes fixed windows
+# stretch). Only the cap is asserted: a VM starved by a busy host gets less
+# (31% was seen), never more.
 out=$(run "--cpus 0.5" sh -c 'cat /sys/fs/cgroup/cpu.max
 (while :; do :; done) &
 use() { awk "/usage_usec/ {print \$2}" /sys/fs/cgroup/cpu.stat; }
@@ -43,7 +45,7 @@ u0=$(use); c0=$(cs); sleep 4; u1=$(use); c1=$(cs); kill $!
 echo "pct $(( (u1 - u0) / ((c1 - c0) * 100) ))"' 2>&1)
 pct=$(echo "$out" | awk '/^pct/ {print $2}')
 case "$out" in
-"50000 100000"*) if [ -n "$pct" ] && [ "$pct" -ge 35 ] && [ "$pct" -le 65 ]; then pass cpus_half; else fail cpus_half "$out"; fi ;;
+"50000 100000"*) if [ -n "$pct" ] && [ "$pct" -ge 1 ] && [ "$pct" -le 65 ]; then pass cpus_half; else fail cpus_half "$out"; fi ;;
 *) fail cpus_half "$out" ;;
 esac
 
