@@ -25,6 +25,15 @@ func Path(data []byte, sum, dir, name string) (string, error) {
 	if err := install(data, sum, dir, p); err != nil {
 		return "", fmt.Errorf("installing %s in %s: %w", name, dir, err)
 	}
+	// Copies from earlier builds only take room (the run directory is
+	// often a tmpfs); a process still running one keeps its inode.
+	if old, err := filepath.Glob(filepath.Join(dir, name+"-*")); err == nil {
+		for _, o := range old {
+			if o != p {
+				_ = os.Remove(o)
+			}
+		}
+	}
 	return p, nil
 }
 

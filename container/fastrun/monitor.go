@@ -83,10 +83,16 @@ func monitor(s *Spec) (int, error) {
 		}
 	}
 	// The options the store's overlay uses in a user namespace (userxattr:
-	// whiteouts and opaque dirs as user.overlay.* xattrs).
+	// whiteouts and opaque dirs as user.overlay.* xattrs), plus volatile:
+	// the upper layer is thrown away at the end, so it need not be synced
+	// to disk when the mount goes (kernels before 5.10 refuse it).
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,userxattr",
 		strings.Join(s.Lower, ":"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
-	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+	err = unix.Mount("overlay", merged, "overlay", 0, opts+",volatile")
+	if err == unix.EINVAL {
+		err = unix.Mount("overlay", merged, "overlay", 0, opts)
+	}
+	if err != nil {
 		return cinit.ExitSetup, fmt.Errorf("mounting the container's filesystem: %w", err)
 	}
 	defer func() { _ = unix.Unmount(merged, unix.MNT_DETACH) }()
