@@ -103,7 +103,7 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 		}
 		netCfg = m.Net
 	} else if s.Net == "none" {
-		if err := loopbackUp(); err != nil {
+		if err := fastrun.LoopbackUp(); err != nil {
 			return ExitSetup, err
 		}
 	}
@@ -316,41 +316,10 @@ const (
 
 var errNeedPull = errors.New("image must be pulled first")
 
-// loopbackUp brings up lo in a network namespace of our own (--net=none).
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("reading lo's flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bringing lo up: %w", err)
-	}
-	return nil
-}
-
 // forwarded are the signals passed on to the container.
 var forwarded = cinit.Forwarded
 
-func isTTYSignal(sig os.Signal) bool {
-	return sig == unix.SIGINT || sig == unix.SIGQUIT || sig == unix.SIGTSTP
-}
+func isTTYSignal(sig os.Signal) bool { return fastrun.IsTTYSignal(sig) }
 
 // exitCode is Docker's: the process's code, or 128+N for signal N.
-func exitCode(st *os.ProcessState, err error) int {
-	if st == nil {
-		return ExitSetup
-	}
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return st.ExitCode()
-}
+func exitCode(st *os.ProcessState, _ error) int { return fastrun.ExitCode(st) }

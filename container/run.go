@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+
 	"os"
-	"os/exec"
+
 	"os/signal"
 	"path/filepath"
-	"sync"
+
 	"sync/atomic"
 	"time"
 
@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/unroot/unroot/cgroupv2"
+	"github.com/unroot/unroot/container/fastrun"
 	"github.com/unroot/unroot/slirp"
 	"github.com/unroot/unroot/userns"
 )
@@ -219,60 +220,13 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 		}
 	}()
 
-	var restore func()
-	var outDone chan struct{}
-	var master *os.File
-	var masterMu sync.Mutex
+	// Detached, stdin is /dev/null, or attach's pipe (run -d -i).
+	var ptySocket *os.File
 	if s.Tty {
-		if stdinTTY {
-			if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
-				restore = func() { _ = term.Restore(int(os.Stdin.Fd()), st) }
-				defer restore()
-			}
-		}
-		outDone = make(chan struct{})
-		go func() {
-			defer close(outDone)
-			m, err := userns.RecvFD(ptyParent, "pty-master")
-			if err != nil {
-				return
-			}
-			masterMu.Lock()
-			master = m
-			masterMu.Unlock()
-			resize(m)
-			// Detached, stdin is /dev/null, or attach's pipe (run -d -i).
-			if s.Stdin {
-				go func() { _, _ = io.Copy(m, rio.Stdin) }()
-			}
-			_, _ = io.Copy(rio.Stdout, m)
-		}()
+		ptySocket = ptyParent
 	}
-
-	waitDone := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case sig := <-sigs:
-				if sig == unix.SIGWINCH {
-					masterMu.Lock()
-					if master != nil {
-						resize(master)
-					}
-					masterMu.Unlock()
-					continue
-				}
-				if s.SignalsFromTTY && isTTYSignal(sig) {
-					continue
-				}
-				_ = child.Cmd.Process.Signal(sig)
-			case <-waitDone:
-				return
-			}
-		}
-	}()
-	err = child.Cmd.Wait()
-	close(waitDone)
+	code, err := fastrun.Relay(child.Cmd, fastrun.Terminal{In: rio.Stdin, Out: rio.Stdout, PtySocket: ptySocket,
+		CopyIn: s.Stdin, Raw: stdinTTY, SignalsFromTTY: s.SignalsFromTTY}, sigs)
 	// The monitor's last message may still be on its way.
 	select {
 	case <-ctlDone:
@@ -282,18 +236,7 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 	if needPull.Load() {
 		return ExitSetup, errNeedPull
 	}
-	if outDone != nil {
-		// The container's terminal is gone; drain what it wrote last.
-		select {
-		case <-outDone:
-		case <-time.After(2 * time.Second):
-		}
-	}
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		return ExitSetup, fmt.Errorf("waiting for the container: %w", err)
-	}
-	return exitCode(child.Cmd.ProcessState, nil), nil
+	return code, err
 }
 
 // handshake waits for the monitor to find the image, then sets up the
@@ -340,10 +283,4 @@ func handshake(ctx context.Context, s *Spec, child *userns.Child, needPull *atom
 	return host, nil
 }
 
-func resize(master *os.File) {
-	ws, err := unix.IoctlGetWinsize(int(os.Stdin.Fd()), unix.TIOCGWINSZ)
-	if err != nil {
-		return
-	}
-	_ = unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, ws)
-}
+func resize(master *os.File) { fastrun.Resize(master) }

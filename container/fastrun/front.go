@@ -265,20 +265,33 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 		_ = child.Cmd.Process.Kill()
 	}
 	child.Ctl.Close()
-	code, err := Relay(child.Cmd, ptyParent, s.Stdin, s.SignalsFromTTY, sigs)
-	return code, err
+	return Relay(child.Cmd, Terminal{In: os.Stdin, Out: os.Stdout, PtySocket: ptyParent,
+		CopyIn: s.Stdin, Raw: stdinTTY, SignalsFromTTY: s.SignalsFromTTY}, sigs)
 }
 
-// Relay waits for the monitor cmd, forwarding the user's signals to it and,
-// when ptyParent is set, copying the user's terminal to and from the
-// container's (whose master arrives on ptyParent). It returns the exit
-// code the way Docker does.
-func Relay(cmd *exec.Cmd, ptyParent *os.File, stdin, signalsFromTTY bool, sigs chan os.Signal) (int, error) {
+// Terminal is the user's side of a container: its terminal, when it has
+// one, and where the user's signals come from.
+type Terminal struct {
+	In, Out *os.File
+	// PtySocket is where the container's pty master arrives; nil for a
+	// container without a terminal.
+	PtySocket *os.File
+	CopyIn    bool // copy In to the container's terminal (-i)
+	Raw       bool // the user's terminal (os.Stdin) goes raw meanwhile
+	// SignalsFromTTY: the terminal signals the monitor itself; INT, QUIT
+	// and TSTP must not be forwarded a second time.
+	SignalsFromTTY bool
+}
+
+// Relay waits for the monitor cmd, forwarding the user's signals (sigs)
+// to it and copying the terminal t to and from the container's. It
+// returns the exit code the way Docker does.
+func Relay(cmd *exec.Cmd, t Terminal, sigs chan os.Signal) (int, error) {
 	var outDone chan struct{}
 	var master *os.File
 	var masterMu sync.Mutex
-	if ptyParent != nil {
-		if term.IsTerminal(int(os.Stdin.Fd())) {
+	if t.PtySocket != nil {
+		if t.Raw {
 			if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
 				defer func() { _ = term.Restore(int(os.Stdin.Fd()), st) }()
 			}
@@ -286,7 +299,7 @@ func Relay(cmd *exec.Cmd, ptyParent *os.File, stdin, signalsFromTTY bool, sigs c
 		outDone = make(chan struct{})
 		go func() {
 			defer close(outDone)
-			m, err := userns.RecvFD(ptyParent, "pty-master")
+			m, err := userns.RecvFD(t.PtySocket, "pty-master")
 			if err != nil {
 				return
 			}
@@ -294,10 +307,10 @@ func Relay(cmd *exec.Cmd, ptyParent *os.File, stdin, signalsFromTTY bool, sigs c
 			master = m
 			masterMu.Unlock()
 			Resize(m)
-			if stdin {
-				go func() { _, _ = io.Copy(m, os.Stdin) }()
+			if t.CopyIn {
+				go func() { _, _ = io.Copy(m, t.In) }()
 			}
-			_, _ = io.Copy(os.Stdout, m)
+			_, _ = io.Copy(t.Out, m)
 		}()
 	}
 	waitDone := make(chan struct{})
@@ -313,7 +326,7 @@ func Relay(cmd *exec.Cmd, ptyParent *os.File, stdin, signalsFromTTY bool, sigs c
 					masterMu.Unlock()
 					continue
 				}
-				if signalsFromTTY && IsTTYSignal(sig) {
+				if t.SignalsFromTTY && IsTTYSignal(sig) {
 					continue
 				}
 				_ = cmd.Process.Signal(sig)

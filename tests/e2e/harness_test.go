@@ -225,6 +225,11 @@ func (s *sandbox) environ() []string {
 	if s.runtimeDir != "" {
 		env = append(env, "XDG_RUNTIME_DIR="+s.runtimeDir)
 	}
+	// UNROOT_E2E_NO_FAST=1: every command through the full unroot, to
+	// test what the fast path (container/fastrun) otherwise takes over.
+	if os.Getenv("UNROOT_E2E_NO_FAST") != "" {
+		env = append(env, "UNROOT_NO_FAST=1")
+	}
 	return mergeEnv(env, s.env)
 }
 
