@@ -184,12 +184,16 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	if cfg != nil {
 		stopSignal = cfg.Config.StopSignal
 	}
-	return runInit(s, proc, ctl, stopSignal)
+	// The lean waiter cannot keep goroutines the network needs here
+	// (gvisor's tap pump, the builtin port forwarder): they would end
+	// with its exec.
+	lean := s.LeanMonitor && (netCfg == nil || !netCfg.NeedsMonitor())
+	return runInit(s, proc, ctl, stopSignal, lean)
 }
 
 // runInit starts the container's PID 1 in its own namespaces and waits
 // for it, forwarding signals.
-func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string) (int, error) {
+func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, lean bool) (int, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return ExitSetup, err
@@ -258,7 +262,7 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string) (int, 
 	if n, _ := startedR.Read(one[:]); n == 1 {
 		_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid, StopSignal: stopSignal,
 			Process: &ResolvedProcess{Args: proc.Args, Env: proc.Env, Cwd: proc.Cwd, User: proc.User}})
-		if s.LeanMonitor {
+		if lean {
 			// Nothing is left to do but wait: become the small waiter
 			// (this is the main thread, which forked the init). Our
 			// mounts stay with our mount namespace; the host side
