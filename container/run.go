@@ -316,6 +316,7 @@ func handshake(ctx context.Context, s *Spec, child *userns.Child, needPull *atom
 	host, cfg, err := slirp.Setup(ctx, slirp.Options{
 		Mode:                mode,
 		Ports:               s.Publish,
+		PortDriver:          s.PortDriver,
 		MTU:                 s.MTU,
 		DisableHostLoopback: s.DisableHostLoopback,
 		StateDir:            filepath.Join(s.RunDir, "containers", s.ID),

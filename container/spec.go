@@ -44,6 +44,7 @@ type Spec struct {
 	Stdin               bool             `json:"stdin"`
 	Net                 string           `json:"net"` // none|host|auto|pasta|slirp4netns|gvisor
 	Publish             []slirp.PortSpec `json:"publish,omitempty"`
+	PortDriver          string           `json:"port_driver,omitempty"` // slirp.Options.PortDriver
 	DNS                 []string         `json:"dns,omitempty"`
 	AddHosts            []string         `json:"add_hosts,omitempty"` // host:ip
 	MTU                 int              `json:"mtu,omitempty"`

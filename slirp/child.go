@@ -57,7 +57,7 @@ type ChildConfig struct {
 // half, are goroutines in B. slirp4netns and pasta with the native port
 // forwarding need nothing from B.
 func (c ChildConfig) NeedsMonitor() bool {
-	return c.Driver == DriverGvisor || c.PortDriver == "builtin"
+	return c.Driver == DriverGvisor || c.PortDriver == PortBuiltin
 }
 
 // ResolvConf renders the container's /etc/resolv.conf.
