@@ -118,6 +118,7 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 		return ExitSetup, err
 	}
 	proc.SingleID = len(s.Mapping.UIDs) == 1 && s.Mapping.UIDs[0].Size == 1
+	proc.NetBypass = s.NetBypass
 
 	var names []string
 	if s.Name != "" {
@@ -221,10 +222,16 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, lean b
 		return ExitSetup, err
 	}
 	defer startedR.Close()
-	// fd 3: the spec, 4: the terminal's socket (with -t), 5: "started".
+	// fd 3: the spec, 4: the terminal's socket (with -t), 5: "started",
+	// 6: the network bypass's socket to the host side.
 	cmd.ExtraFiles = []*os.File{specR, nil, startedW}
 	if s.Tty {
 		cmd.ExtraFiles[1] = userns.ExtraFile(0, "pty-socket")
+	}
+	var bypassSock *os.File
+	if s.NetBypass {
+		bypassSock = userns.ExtraFile(s.NetBypassExtra(), "bypass")
+		cmd.ExtraFiles = append(cmd.ExtraFiles, bypassSock)
 	}
 	// The network namespace is the monitor's own (made by the host side),
 	// where the user-mode network is already configured.
@@ -236,6 +243,9 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, lean b
 	defer signal.Stop(sigs)
 	err = cmd.Start()
 	startedW.Close()
+	if bypassSock != nil {
+		bypassSock.Close() // the init has its own copy
+	}
 	if err != nil {
 		specR.Close()
 		specW.Close()

@@ -98,6 +98,7 @@ type Host struct {
 	ports     []PortSpec
 	pastaPID  int
 	fifo      string
+	loopback  string
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -107,6 +108,10 @@ const (
 	tapName    = "tap0"
 	defaultMTU = 65520
 )
+
+// HostLoopback returns the address under which the container reaches the
+// host's 127.0.0.1 ("" with DisableHostLoopback).
+func (h *Host) HostLoopback() string { return h.loopback }
 
 // Driver returns the driver in use and why it was chosen.
 func (h *Host) Driver() (Driver, string) { return h.driver, h.reason }
@@ -209,6 +214,7 @@ func Setup(ctx context.Context, opts Options, pid int) (_ *Host, _ ChildConfig, 
 	cfg.DNSSearch, cfg.DNSOptions = rc.Search, rc.Options
 	if !opts.DisableHostLoopback {
 		cfg.HostLoopback = hostLoopback(drv)
+		h.loopback = cfg.HostLoopback
 	}
 
 	if len(ports) == 0 {

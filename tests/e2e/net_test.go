@@ -213,3 +213,52 @@ func TestNetPingSocketsForEveryUser(t *testing.T) {
 	s.run("run", "--rm", "--tls-verify=false", "-u", "1000", debian(), "perl", "-MSocket", "-e",
 		`socket(S, PF_INET, SOCK_DGRAM, 1) or die "icmp socket: $!\n"; print "ok\n"`).wantOut(t, "ok")
 }
+
+// Connections to the host loopback skip the user-mode stack (the seccomp
+// connect bypass, package slirp/bypass): the container's socket is then a
+// host socket connected to 127.0.0.1, so its peer is 127.0.0.1, not the
+// host-loopback address. Also for processes of `unroot exec`, and not with
+// UNROOT_NET_BYPASS=0.
+func TestNetHostLoopbackBypass(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "from-the-host") })}
+	go srv.Serve(l)
+	defer srv.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	s := sandboxFor(t, nil)
+	s.pull(debian())
+	// Blocking and non-blocking connect; prints the peer, then the reply.
+	peer := fmt.Sprintf(`use IO::Socket::INET;
+		for my $blocking (1, 0) {
+			my $s = IO::Socket::INET->new(PeerAddr => "host.containers.internal", PeerPort => %d, Blocking => $blocking, Timeout => 5) or die "connect: $!\n";
+			$s->blocking(1);
+			print $s "GET / HTTP/1.0\r\n\r\n";
+			my $body = join("", <$s>) =~ /(from-the-host)/ ? $1 : "?";
+			print "peer ", $s->peerhost, " $body\n";
+		}`, port)
+	for _, d := range drivers(t, s) {
+		t.Run(d, func(t *testing.T) {
+			r := s.run("run", "--rm", "--tls-verify=false", "--net="+d, debian(), "perl", "-e", peer).ok(t)
+			if want := "peer 127.0.0.1 from-the-host\npeer 127.0.0.1 from-the-host"; strings.TrimSpace(r.stdout) != want {
+				t.Errorf("bypassed connections: got %q, want %q", r.stdout, want)
+			}
+			r = s.runWith(runOpts{env: []string{"UNROOT_NET_BYPASS=0"}}, "run", "--rm", "--tls-verify=false", "--net="+d, debian(), "perl", "-e", peer).ok(t)
+			if strings.Contains(r.stdout, "127.0.0.1") || !strings.Contains(r.stdout, "from-the-host") {
+				t.Errorf("UNROOT_NET_BYPASS=0: got %q, want the host-loopback address as the peer", r.stdout)
+			}
+		})
+	}
+	t.Run("exec", func(t *testing.T) {
+		name := fmt.Sprintf("bypass-exec-%d", port)
+		s.run("run", "-d", "--tls-verify=false", "--name", name, debian(), "sleep", "60").ok(t)
+		defer s.run("rm", "-f", name)
+		r := s.run("exec", name, "perl", "-e", peer).ok(t)
+		if !strings.Contains(r.stdout, "peer 127.0.0.1 from-the-host") {
+			t.Errorf("exec: got %q, want a bypassed connection", r.stdout)
+		}
+	})
+}
