@@ -50,6 +50,11 @@
 // dnsmasq ...) or has no IPv4 nameserver; otherwise the container gets the
 // host's nameservers directly.
 //
+// TCP connections from the container to the host loopback address skip
+// the driver's stack altogether when the container runs with the seccomp
+// connect hook of package slirp/bypass (container.Spec.NetBypass): they
+// are made on the host and swapped in for the container's socket.
+//
 // # Processes and lifetime
 //
 //   - gvisor: the whole stack and the port forwarders are goroutines in A;
