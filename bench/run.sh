@@ -376,7 +376,8 @@ bench_files() {
 # with -p -> iperf3 -s in the container. "out": iperf3 -c in the container
 # -> the host's loopback (unroot: host.containers.internal; podman:
 # 10.0.2.2 with slirp4netns:allow_host_loopback=true) -> iperf3 -s on the
-# host's 127.0.0.1. Each driver is measured UNROOT_BENCH_NET_REPS times
+# host's 127.0.0.1 (unroot's "out" goes through its host-loopback bypass
+# unless UNROOT_NET_BYPASS=0, measured as its own row). Each driver is measured UNROOT_BENCH_NET_REPS times
 # (default 3, interleaved with the others), UNROOT_BENCH_NET_SECS seconds
 # each (default 5); the table has the medians.
 NET_REPS=${UNROOT_BENCH_NET_REPS:-3}
@@ -413,8 +414,13 @@ net_one() {
 	case $tool in
 	unroot:*)
 		run=("$UNROOT" run) rm=("$UNROOT" rm -f) logs=("$UNROOT" logs)
-		netopt=(--net="${tool#unroot:}")
-		[[ ${tool#unroot:} == auto ]] && netopt=()
+		local d=${tool#unroot:}
+		if [[ $d == *:nobypass ]]; then
+			d=${d%:nobypass}
+			run=(env UNROOT_NET_BYPASS=0 "$UNROOT" run)
+		fi
+		netopt=(--net="$d")
+		[[ $d == auto ]] && netopt=()
 		local target=host.containers.internal
 		;;
 	podman)
@@ -458,7 +464,9 @@ bench_net() {
 	# The tools to compare: unroot's default and each driver usable here.
 	local auto d
 	auto=$(as_user "$UNROOT" info 2>/dev/null | awk -F': ' '/^network:/ { split($2, a, " "); print a[1] }')
-	local -a tools=("unroot:auto") labels=("unroot-auto(${auto:-?})")
+	# auto:nobypass: the default without the host-loopback bypass
+	# (UNROOT_NET_BYPASS=0), i.e. "out" through the user-mode stack.
+	local -a tools=("unroot:auto" "unroot:auto:nobypass") labels=("unroot-auto(${auto:-?})" "unroot-auto-nobypass")
 	for d in pasta slirp4netns gvisor; do
 		if as_user "$UNROOT" run --rm --net="$d" "$ADDR/busybox" true >/dev/null 2>&1; then
 			tools+=("unroot:$d") labels+=("unroot-$d")
@@ -501,7 +509,7 @@ bench_net() {
 	echo "net: iperf3 TCP, $NET_REPS x ${NET_SECS}s per driver, medians (load average $load_before -> $load_after)"
 	echo "$table"
 	md "## net: TCP throughput through the user-mode network (iperf3)" "" \
-		"Debian's iperf3 ($(iperf3 --version | awk 'NR == 1 { print $2 }')) in the busybox image (host /usr bind-mounted read-only, started with the host's loader), $NET_REPS runs of ${NET_SECS}s per driver, interleaved; medians in Gbit/s, as $BENCH_USER. **in**: host client -> \`-p 127.0.0.1:PORT:5201\` -> server in the container. **out**: client in the container -> the host's loopback (unroot: \`host.containers.internal\`; podman: \`10.0.2.2\` with \`--network slirp4netns:allow_host_loopback=true\`, its defaults otherwise: MTU 65520, port_handler=rootlesskit) -> server on the host's 127.0.0.1. host-loopback: both ends on the host. Load average $load_before before, $load_after after." "" \
+		"Debian's iperf3 ($(iperf3 --version | awk 'NR == 1 { print $2 }')) in the busybox image (host /usr bind-mounted read-only, started with the host's loader), $NET_REPS runs of ${NET_SECS}s per driver, interleaved; medians in Gbit/s, as $BENCH_USER. **in**: host client -> \`-p 127.0.0.1:PORT:5201\` -> server in the container. **out**: client in the container -> the host's loopback (unroot: \`host.containers.internal\`; podman: \`10.0.2.2\` with \`--network slirp4netns:allow_host_loopback=true\`, its defaults otherwise: MTU 65520, port_handler=rootlesskit) -> server on the host's 127.0.0.1; unroot's rows bypass the user-mode stack for it (seccomp connect hook) except *unroot-auto-nobypass* (\`UNROOT_NET_BYPASS=0\`). host-loopback: both ends on the host. Load average $load_before before, $load_after after." "" \
 		"$table" "" \
 		"- podman $(podman --version | awk '{ print $3 }') --runtime runc, $(slirp4netns --version | head -n1); unroot's auto driver: ${auto:-?}" ""
 }
