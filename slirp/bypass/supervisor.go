@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -48,7 +49,8 @@ type Supervisor struct {
 	fd           int
 	hostLoopback netip.Addr
 	stopR, stopW *os.File
-	wg           sync.WaitGroup
+	loopDone     chan struct{}
+	handlers     sync.WaitGroup
 	// Bypassed counts the connections moved to the host's loopback.
 	mu       sync.Mutex
 	bypassed int
@@ -80,8 +82,7 @@ func Serve(listener *os.File, hostLoopback string, logf func(format string, args
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	s := &Supervisor{fd: fd, hostLoopback: hl.Unmap(), stopR: r, stopW: w, logf: logf}
-	s.wg.Add(1)
+	s := &Supervisor{fd: fd, hostLoopback: hl.Unmap(), stopR: r, stopW: w, logf: logf, loopDone: make(chan struct{})}
 	go s.loop()
 	return s, nil
 }
@@ -95,16 +96,24 @@ func (s *Supervisor) Bypassed() int {
 }
 
 // Close stops the supervisor. The container must be gone: a connect(2)
-// it makes afterwards fails with ENOSYS.
+// it makes afterwards fails with ENOSYS. A handler still in a blocking
+// connect(2) on the host (a listener with a full backlog) is not waited
+// for beyond a second; the listener is then left open to it.
 func (s *Supervisor) Close() {
 	s.stopW.Close()
-	s.wg.Wait()
+	<-s.loopDone
 	s.stopR.Close()
-	unix.Close(s.fd)
+	done := make(chan struct{})
+	go func() { s.handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+		unix.Close(s.fd)
+	case <-time.After(time.Second):
+	}
 }
 
 func (s *Supervisor) loop() {
-	defer s.wg.Done()
+	defer close(s.loopDone)
 	fds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}, {Fd: int32(s.stopR.Fd()), Events: unix.POLLIN}}
 	for {
 		fds[0].Revents, fds[1].Revents = 0, 0
@@ -132,9 +141,9 @@ func (s *Supervisor) loop() {
 			s.logf("bypass: receiving a notification: %v", err)
 			return
 		}
-		s.wg.Add(1)
+		s.handlers.Add(1)
 		go func() {
-			defer s.wg.Done()
+			defer s.handlers.Done()
 			s.handle(&n)
 		}()
 	}
