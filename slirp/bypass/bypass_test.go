@@ -84,6 +84,17 @@ func TestEpollWatches(t *testing.T) {
 	}
 }
 
+func TestKernelAtLeast(t *testing.T) {
+	for rel, want := range map[string]bool{
+		"6.1.0-18-amd64": true, "5.9.0": true, "5.10.209": true, "5.8.18-100.fc31": false,
+		"4.19.0-26-amd64": false, "6.18.44-fc-v1272": true, "": false, "x": false,
+	} {
+		if got := kernelAtLeast(rel, 5, 9); got != want {
+			t.Errorf("kernelAtLeast(%q, 5, 9) = %v, want %v", rel, got, want)
+		}
+	}
+}
+
 func TestProgram(t *testing.T) {
 	p := program(unix.AUDIT_ARCH_X86_64)
 	if len(p) != 6 || p[4].K != unix.SECCOMP_RET_USER_NOTIF || p[5].K != unix.SECCOMP_RET_ALLOW {

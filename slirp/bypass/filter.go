@@ -64,6 +64,13 @@ func InstallFilter() (int, error) {
 	if arch == 0 {
 		return -1, fmt.Errorf("bypass: not supported on %s", runtime.GOARCH)
 	}
+	// The filter itself loads from 5.0 on, but without CONTINUE (5.5) and
+	// ADDFD (5.9) every connect(2) would wait for an answer that cannot
+	// be given: refuse before loading anything.
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil || !kernelAtLeast(unix.ByteSliceToString(uts.Release[:]), 5, 9) {
+		return -1, fmt.Errorf("bypass: needs Linux 5.9 or later (this is %s)", unix.ByteSliceToString(uts.Release[:]))
+	}
 	prog := program(arch)
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
 	fd, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
@@ -73,6 +80,16 @@ func InstallFilter() (int, error) {
 		return -1, fmt.Errorf("bypass: seccomp user notification: %w", errno)
 	}
 	return int(fd), nil
+}
+
+// kernelAtLeast compares a kernel release ("6.1.0-18-amd64") with
+// major.minor.
+func kernelAtLeast(release string, major, minor int) bool {
+	var ma, mi int
+	if n, _ := fmt.Sscanf(release, "%d.%d", &ma, &mi); n < 2 {
+		return false
+	}
+	return ma > major || (ma == major && mi >= minor)
 }
 
 // errUnsupported reports a socket the bypass leaves alone.
