@@ -4,6 +4,8 @@
 # host loopback (host.containers.internal). Runs the slirp package's
 # TestIperf in real user+net namespaces; drivers whose helper is missing or
 # too old are skipped. Needs iperf3, and /dev/net/tun mode 0666 when not root.
+# These are the raw drivers (no container, no host-loopback bypass); the
+# comparison with Podman through real containers is `bench/run.sh net`.
 # UNROOT_SLIRP_IPERF_SECS (default 3) sets the duration of each run.
 # UNROOT_BENCH_RUN_AS=USER (as root): build as root, run the test binary as
 # USER with an empty environment (bench/run.sh uses it).

@@ -39,7 +39,7 @@ REPO=$(pwd)
 # name:description, in the order "all" runs them.
 BENCHMARKS=(
 	"startup:container start-up latency, run --rm busybox true (hyperfine)"
-	"net:TCP throughput of each user-mode network driver (bench/net.sh, iperf3)"
+	"net:TCP throughput in (-p) and out (to the host loopback) per network driver and podman (iperf3)"
 	"files:file-heavy workload on native overlay, fuse-overlayfs and the host directory (hyperfine)"
 	"burst:100 run --rm busybox true, 10 at a time: wall time and containers/s"
 	"idle:N idle detached containers: PSS per container, time of ps -a"
@@ -154,6 +154,7 @@ cleanup() {
 	fi
 	# A run stopped half-way must not leave idle containers running.
 	((IDLE_STARTED)) && idle_cleanup
+	net_stop_server
 	stop_podman_pause
 	rm -f "$RESULTS/LATEST.md.tmp"
 	if [[ ${UNROOT_BENCH_KEEP:-0} != 1 ]]; then
@@ -541,27 +542,151 @@ bench_idle() {
 		"$table" ""
 }
 
+# --- net: iperf3 through -p (in) and to the host's loopback (out)
+#
+# Both tools run Debian's own iperf3 inside the busybox fixture image: the
+# host's /usr is bind-mounted read-only at /h/usr and iperf3 is started with
+# the host's dynamic loader and library directory (so the image's libc does
+# not matter). "in": the host's iperf3 client -> 127.0.0.1:PORT published
+# with -p -> iperf3 -s in the container. "out": iperf3 -c in the container
+# -> the host's loopback (unroot: host.containers.internal; podman:
+# 10.0.2.2 with slirp4netns:allow_host_loopback=true) -> iperf3 -s on the
+# host's 127.0.0.1 (unroot's "out" goes through its host-loopback bypass
+# unless UNROOT_NET_BYPASS=0, measured as its own row). Each driver is measured UNROOT_BENCH_NET_REPS times
+# (default 3, interleaved with the others), UNROOT_BENCH_NET_SECS seconds
+# each (default 5); the table has the medians.
+NET_REPS=${UNROOT_BENCH_NET_REPS:-3}
+NET_SECS=${UNROOT_BENCH_NET_SECS:-5}
+
+# gbits: the receiver's Gbit/s from iperf3 -f g output on stdin.
+gbits() {
+	awk '/receiver/ { for (i = 2; i <= NF; i++) if ($i == "Gbits/sec") v = $(i - 1) } END { print (v == "" ? "-" : v) }'
+}
+
+# median: of the numbers on stdin ("-" when none).
+median() {
+	sort -g | awk '$1 != "-" { v[n++] = $1 } END { if (!n) print "-"; else if (n % 2) print v[int(n / 2)]; else printf "%.2f\n", (v[n / 2 - 1] + v[n / 2]) / 2 }'
+}
+
+# net_iperf3_cmd: the container-side iperf3 command line (host loader).
+NET_IPERF=()
+net_iperf3_cmd() {
+	local ldso libdirs
+	ldso=$(ldd "$(command -v iperf3)" | awk '$1 ~ /^\// && $2 ~ /^\(/ { print $1 }')
+	ldso=$(readlink -f "$ldso")
+	libdirs=$(ldd "$(command -v iperf3)" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' |
+		xargs -n1 readlink -f | xargs -n1 dirname | sort -u | sed 's|^|/h|' | paste -sd:)
+	[[ $ldso == /usr/* && $libdirs == /h/usr/* ]] || die "net: iperf3's loader/libraries are not under /usr ($ldso, $libdirs)"
+	NET_IPERF=("/h$ldso" --library-path "$libdirs" "/h$(readlink -f "$(command -v iperf3)")")
+}
+
+# net_one TOOL LABEL: one "in" and one "out" measurement; appends
+# "LABEL in out" to $OUT/net.raw. TOOL is unroot:DRIVER or podman.
+net_one() {
+	local tool=$1 label=$2 name=unroot-bench-iperf pub in out i
+	local -a run rm logs netopt
+	pub=$(net_free_port)
+	case $tool in
+	unroot:*)
+		run=("$UNROOT" run) rm=("$UNROOT" rm -f) logs=("$UNROOT" logs)
+		local d=${tool#unroot:}
+		if [[ $d == *:nobypass ]]; then
+			d=${d%:nobypass}
+			run=(env UNROOT_NET_BYPASS=0 "$UNROOT" run)
+		fi
+		netopt=(--net="$d")
+		[[ $d == auto ]] && netopt=()
+		local target=host.containers.internal
+		;;
+	podman)
+		run=(podman --runtime runc run) rm=(podman rm -f -t 0) logs=(podman logs)
+		netopt=(--network slirp4netns:allow_host_loopback=true)
+		local target=10.0.2.2
+		;;
+	esac
+	local -a common=("${netopt[@]}" -v /usr:/h/usr:ro "$ADDR/busybox")
+	as_user "${rm[@]}" "$name" >/dev/null 2>&1 || true
+	as_user "${run[@]}" -d --name "$name" -p "127.0.0.1:$pub:5201" "${common[@]}" \
+		"${NET_IPERF[@]}" -s -p 5201 --forceflush >/dev/null || die "net: $label: the server container did not start"
+	for i in $(seq 100); do
+		as_user "${logs[@]}" "$name" 2>/dev/null | grep -q 'Server listening' && break
+		sleep 0.1
+	done
+	in=$(as_user iperf3 -c 127.0.0.1 -p "$pub" -t "$NET_SECS" -f g 2>&1 | gbits || true)
+	as_user "${rm[@]}" "$name" >/dev/null 2>&1 || true
+	out=$(as_user "${run[@]}" --rm "${common[@]}" "${NET_IPERF[@]}" -c "$target" -p "$NET_HOST_PORT" \
+		-t "$NET_SECS" -f g 2>&1 | gbits || true)
+	log "net: $label in $in out $out Gbit/s (load $(cut -d' ' -f1 /proc/loadavg))"
+	echo "$label $in $out" >>"$OUT/net.raw"
+}
+
+net_free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null ||
+		echo $((20000 + RANDOM % 20000))
+}
+
+NET_SERVER_PID=""
+net_stop_server() {
+	[[ -n $NET_SERVER_PID ]] && kill "$NET_SERVER_PID" 2>/dev/null
+	NET_SERVER_PID=""
+}
+
 bench_net() {
-	if [[ ! -x $REPO/bench/net.sh ]]; then
-		log "net: bench/net.sh not present, skipped"
-		return 0
-	fi
-	need_base
-	local out
-	# net.sh builds the slirp package's test binary (go, as root: its warm
-	# build cache) and runs TestIperf as the bench user.
-	if ! out=$(UNROOT_BENCH_RUN_AS=$BENCH_USER "$REPO/bench/net.sh" 2>&1); then
-		echo "$out" >&2
-		log "net: bench/net.sh failed"
-		md "## net" "" "bench/net.sh failed:" "" '```' "$out" '```' ""
-		return 0
-	fi
+	need_pkg iperf3 iperf3 || { log "net: no iperf3, skipped"; return 0; }
+	need_unroot
+	need_podman
+	net_iperf3_cmd
+	# The tools to compare: unroot's default and each driver usable here.
+	local auto d
+	auto=$(as_user "$UNROOT" info 2>/dev/null | awk -F': ' '/^network:/ { split($2, a, " "); print a[1] }')
+	# auto:nobypass: the default without the host-loopback bypass
+	# (UNROOT_NET_BYPASS=0), i.e. "out" through the user-mode stack.
+	local -a tools=("unroot:auto" "unroot:auto:nobypass") labels=("unroot-auto(${auto:-?})" "unroot-auto-nobypass")
+	for d in pasta slirp4netns gvisor; do
+		if as_user "$UNROOT" run --rm --net="$d" "$ADDR/busybox" true >/dev/null 2>&1; then
+			tools+=("unroot:$d") labels+=("unroot-$d")
+		else
+			log "net: driver $d not usable here, skipped"
+		fi
+	done
+	tools+=(podman) labels+=(podman)
+
+	NET_HOST_PORT=$(net_free_port)
+	as_user iperf3 -s -D -B 127.0.0.1 -p "$NET_HOST_PORT" --pidfile "$OUT/iperf3-host.pid" >/dev/null
+	sleep 0.3
+	NET_SERVER_PID=$(tr -d '\0' <"$OUT/iperf3-host.pid")
+	: >"$OUT/net.raw"
+	local load_before load_after r i lo
+	load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+	for r in $(seq "$NET_REPS"); do
+		lo=$(as_user iperf3 -c 127.0.0.1 -p "$NET_HOST_PORT" -t "$NET_SECS" -f g 2>&1 | gbits || true)
+		log "net: loopback $lo Gbit/s"
+		echo "host-loopback $lo $lo" >>"$OUT/net.raw"
+		for i in "${!tools[@]}"; do net_one "${tools[$i]}" "${labels[$i]}"; done
+	done
+	load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+	net_stop_server
+
+	local table pin pout l min mout
+	pin=$(awk '$1 == "podman" { print $2 }' "$OUT/net.raw" | median)
+	pout=$(awk '$1 == "podman" { print $3 }' "$OUT/net.raw" | median)
+	table="| driver | in Gbit/s | out Gbit/s | in / podman | out / podman | runs (in; out) |"$'\n'"|---|---:|---:|---:|---:|---|"
+	for l in host-loopback "${labels[@]}"; do
+		min=$(awk -v l="$l" '$1 == l { print $2 }' "$OUT/net.raw" | median)
+		mout=$(awk -v l="$l" '$1 == l { print $3 }' "$OUT/net.raw" | median)
+		table+=$'\n'$(awk -v l="$l" -v mi="$min" -v mo="$mout" -v pi="$pin" -v po="$pout" '
+			function ratio(a, b) { return (a == "-" || b == "-" || b == 0) ? "-" : sprintf("%.2f", a / b) }
+			$1 == l { ins = ins (ins == "" ? "" : " ") $2; outs = outs (outs == "" ? "" : " ") $3 }
+			END { printf "| %s | %s | %s | %s | %s | %s; %s |", l, mi, mo, ratio(mi, pi), ratio(mo, po), ins, outs }' "$OUT/net.raw")
+	done
+	cp "$OUT/net.raw" "$RESULTS/LATEST-net.txt"
 	echo
-	echo "net: iperf3 through each user-mode network driver"
-	echo "$out"
-	md "## net: user-mode network throughput (bench/net.sh, iperf3)" "" \
-		"\`UNROOT_BENCH_RUN_AS=$BENCH_USER bench/net.sh\`: the slirp package's TestIperf, run as $BENCH_USER in fresh user+net namespaces; unroot only, no podman comparison yet." "" \
-		'```' "$out" '```' ""
+	echo "net: iperf3 TCP, $NET_REPS x ${NET_SECS}s per driver, medians (load average $load_before -> $load_after)"
+	echo "$table"
+	md "## net: TCP throughput through the user-mode network (iperf3)" "" \
+		"Debian's iperf3 ($(iperf3 --version | awk 'NR == 1 { print $2 }')) in the busybox image (host /usr bind-mounted read-only, started with the host's loader), $NET_REPS runs of ${NET_SECS}s per driver, interleaved; medians in Gbit/s, as $BENCH_USER. **in**: host client -> \`-p 127.0.0.1:PORT:5201\` -> server in the container. **out**: client in the container -> the host's loopback (unroot: \`host.containers.internal\`; podman: \`10.0.2.2\` with \`--network slirp4netns:allow_host_loopback=true\`, its defaults otherwise: MTU 65520, port_handler=rootlesskit) -> server on the host's 127.0.0.1; unroot's rows bypass the user-mode stack for it (seccomp connect hook) except *unroot-auto-nobypass* (\`UNROOT_NET_BYPASS=0\`). host-loopback: both ends on the host. Load average $load_before before, $load_after after." "" \
+		"$table" "" \
+		"- podman $(podman --version | awk '{ print $3 }') --runtime runc, $(slirp4netns --version | head -n1); unroot's auto driver: ${auto:-?}" ""
 }
 
 # ------------------------------------------------------------------ main

@@ -124,6 +124,7 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 		return ExitSetup, err
 	}
 	proc.SingleID = len(s.Mapping.UIDs) == 1 && s.Mapping.UIDs[0].Size == 1
+	proc.NetBypass = s.NetBypass
 
 	var names []string
 	if s.Name != "" {
@@ -199,12 +200,16 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 		stopSignal = cfg.Config.StopSignal
 		labels = cfg.Config.Labels
 	}
-	return runInit(s, proc, ctl, stopSignal, MergeLabels(labels, s.Labels))
+	// The lean waiter cannot keep goroutines the network needs here
+	// (gvisor's tap pump, the builtin port forwarder): they would end
+	// with its exec.
+	lean := s.LeanMonitor && (netCfg == nil || !netCfg.NeedsMonitor())
+	return runInit(s, proc, ctl, stopSignal, MergeLabels(labels, s.Labels), lean)
 }
 
 // runInit starts the container's PID 1 in its own namespaces and waits
 // for it, forwarding signals.
-func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels map[string]string) (int, error) {
+func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels map[string]string, lean bool) (int, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return ExitSetup, err
@@ -232,10 +237,16 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels
 		return ExitSetup, err
 	}
 	defer startedR.Close()
-	// fd 3: the spec, 4: the terminal's socket (with -t), 5: "started".
+	// fd 3: the spec, 4: the terminal's socket (with -t), 5: "started",
+	// 6: the network bypass's socket to the host side.
 	cmd.ExtraFiles = []*os.File{specR, nil, startedW}
 	if s.Tty {
 		cmd.ExtraFiles[1] = userns.ExtraFile(0, "pty-socket")
+	}
+	var bypassSock *os.File
+	if s.NetBypass {
+		bypassSock = userns.ExtraFile(s.NetBypassExtra(), "bypass")
+		cmd.ExtraFiles = append(cmd.ExtraFiles, bypassSock)
 	}
 	// The network namespace is the monitor's own (made by the host side),
 	// where the user-mode network is already configured.
@@ -247,6 +258,9 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels
 	defer signal.Stop(sigs)
 	err = cmd.Start()
 	startedW.Close()
+	if bypassSock != nil {
+		bypassSock.Close() // the init has its own copy
+	}
 	if err != nil {
 		specR.Close()
 		specW.Close()
@@ -273,7 +287,7 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels
 	if n, _ := startedR.Read(one[:]); n == 1 {
 		_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid, StopSignal: stopSignal,
 			Process: &ResolvedProcess{Args: proc.Args, Env: proc.Env, Cwd: proc.Cwd, User: proc.User, Labels: labels}})
-		if s.LeanMonitor {
+		if lean {
 			// Nothing is left to do but wait: become the small waiter
 			// (this is the main thread, which forked the init). Our
 			// mounts stay with our mount namespace; the host side

@@ -20,6 +20,7 @@ import (
 	"github.com/unroot/unroot/cgroupv2"
 	"github.com/unroot/unroot/container/fastrun"
 	"github.com/unroot/unroot/slirp"
+	"github.com/unroot/unroot/slirp/bypass"
 	"github.com/unroot/unroot/userns"
 )
 
@@ -141,6 +142,20 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 		extra = append(extra, c)
 		defer c.Close()
 	}
+	// Host-loopback bypass: the init passes its seccomp listener up on
+	// this socket (the monitor's extra file s.NetBypassExtra()).
+	s.NetBypass = s.UserModeNet() && !s.DisableHostLoopback && os.Getenv("UNROOT_NET_BYPASS") != "0"
+	var bypassParent *os.File
+	if s.NetBypass {
+		p, c, err := userns.SocketPair()
+		if err != nil {
+			return ExitSetup, err
+		}
+		bypassParent = p
+		defer p.Close()
+		extra = append(extra, c)
+		defer c.Close()
+	}
 	// In a shared process group the terminal signals the monitor itself.
 	s.SignalsFromTTY = !s.Tty && stdinTTY
 
@@ -201,6 +216,10 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 	}
 	if netHost != nil && rio.OnPorts != nil && len(s.Publish) > 0 {
 		rio.OnPorts(netHost.Ports())
+	}
+	if bypassParent != nil && netHost != nil {
+		stop := serveBypass(bypassParent, netHost.HostLoopback())
+		defer stop()
 	}
 	ctlDone := make(chan struct{})
 	go func() {
@@ -269,6 +288,7 @@ func handshake(ctx context.Context, s *Spec, child *userns.Child, needPull *atom
 	host, cfg, err := slirp.Setup(ctx, slirp.Options{
 		Mode:                mode,
 		Ports:               s.Publish,
+		PortDriver:          s.PortDriver,
 		MTU:                 s.MTU,
 		DisableHostLoopback: s.DisableHostLoopback,
 		StateDir:            filepath.Join(s.RunDir, "containers", s.ID),
@@ -284,3 +304,34 @@ func handshake(ctx context.Context, s *Spec, child *userns.Child, needPull *atom
 }
 
 func resize(master *os.File) { fastrun.Resize(master) }
+
+// serveBypass waits for the container's init to pass up the seccomp
+// listener of the host-loopback bypass and answers its notifications
+// (package slirp/bypass) until the returned stop is called, once the
+// container is gone. An init that loaded no filter (old kernel) closes
+// the socket without sending anything.
+func serveBypass(sock *os.File, hostLoopback string) (stop func()) {
+	supc := make(chan *bypass.Supervisor, 1)
+	go func() {
+		f, err := userns.RecvFD(sock, "seccomp-listener")
+		if err != nil {
+			supc <- nil
+			return
+		}
+		sup, err := bypass.Serve(f, hostLoopback, logrus.Debugf)
+		if err != nil {
+			logrus.Debugf("network bypass: %v", err)
+		}
+		supc <- sup
+	}()
+	return func() {
+		select {
+		case sup := <-supc:
+			if sup != nil {
+				logrus.Debugf("network bypass: %d connections to the host loopback bypassed", sup.Bypassed())
+				sup.Close()
+			}
+		case <-time.After(2 * time.Second):
+		}
+	}
+}

@@ -47,12 +47,18 @@ type Spec struct {
 	Stdin               bool             `json:"stdin"`
 	Net                 string           `json:"net"` // none|host|auto|pasta|slirp4netns|gvisor
 	Publish             []slirp.PortSpec `json:"publish,omitempty"`
+	PortDriver          string           `json:"port_driver,omitempty"` // slirp.Options.PortDriver
 	DNS                 []string         `json:"dns,omitempty"`
 	AddHosts            []string         `json:"add_hosts,omitempty"` // host:ip
 	MTU                 int              `json:"mtu,omitempty"`
 	DisableHostLoopback bool             `json:"disable_host_loopback,omitempty"`
 	Limits              cgroupv2.Limits  `json:"limits"`
 	Cgroups             string           `json:"cgroups,omitempty"` // enabled|disabled
+	// NetBypass: the container's TCP connections to the host loopback
+	// skip the user-mode stack (package slirp/bypass). Set by the host
+	// side; the init passes the seccomp listener up on the monitor's
+	// extra file NetBypassExtra (after the terminal's socket, if any).
+	NetBypass bool `json:"net_bypass,omitempty"`
 	// CgroupPath is the container's cgroup (set by the host side).
 	CgroupPath string   `json:"cgroup_path,omitempty"`
 	Remove     bool     `json:"remove"`
@@ -134,6 +140,15 @@ type Process = cinit.Process
 
 // Mount is a volume of the container.
 type Mount = cinit.Mount
+
+// NetBypassExtra is the index, among the monitor's extra files, of the
+// network bypass's socket (after the terminal's socket, if any).
+func (s *Spec) NetBypassExtra() int {
+	if s.Tty {
+		return 1
+	}
+	return 0
+}
 
 // UserModeNet says whether the container gets a user-mode network (and
 // so a network namespace wired to the host by package slirp).

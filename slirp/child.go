@@ -50,6 +50,15 @@ type ChildConfig struct {
 	HostLoopback string `json:"hostLoopback,omitempty"`
 }
 
+// NeedsMonitor says whether the network needs B (the process that ran
+// ConfigureChild) alive for the container's lifetime: gvisor's frame pump
+// between the tap device and A, and the builtin port forwarder's child
+// half, are goroutines in B. slirp4netns and pasta with the native port
+// forwarding need nothing from B.
+func (c ChildConfig) NeedsMonitor() bool {
+	return c.Driver == DriverGvisor || c.PortDriver == PortBuiltin
+}
+
 // ResolvConf renders the container's /etc/resolv.conf.
 func (c ChildConfig) ResolvConf() []byte {
 	var b bytes.Buffer

@@ -101,3 +101,48 @@ func checkPasta() error {
 	}
 	return nil
 }
+
+// ParseNetwork parses the value of --net/--network:
+//
+//	MODE[:OPTION[,OPTION...]]
+//
+// MODE is auto (aliases: "", bridge, default, slirp, private), pasta,
+// slirp4netns, gvisor, none or host. The only OPTION is Podman's
+// port_handler=HANDLER: rootlesskit or builtin (RootlessKit's builtin
+// driver, the default), or the network driver's own forwarding: native,
+// slirp4netns (keeps the client's source address) or gvisor. It returns
+// the mode and the port driver for Options.PortDriver ("" = default).
+func ParseNetwork(s string) (mode, portDriver string, err error) {
+	mode, opts, hasOpts := strings.Cut(s, ":")
+	switch mode {
+	case "", "auto", "bridge", "default", "slirp", "private":
+		mode = "auto"
+	case "none", "host", "pasta", "slirp4netns", "gvisor":
+	default:
+		return "", "", fmt.Errorf("unknown network %q: use auto, pasta, slirp4netns, gvisor, none or host", mode)
+	}
+	if !hasOpts {
+		return mode, "", nil
+	}
+	if mode == "none" || mode == "host" {
+		return "", "", fmt.Errorf("network %q takes no options", mode)
+	}
+	for _, o := range strings.Split(opts, ",") {
+		k, v, _ := strings.Cut(o, "=")
+		if k != "port_handler" {
+			return "", "", fmt.Errorf("unknown network option %q (the only one is port_handler=builtin|native)", o)
+		}
+		switch v {
+		case "rootlesskit", PortBuiltin:
+			portDriver = PortBuiltin
+		case PortNative, string(DriverSlirp4netns), string(DriverGvisor):
+			if mode == string(DriverPasta) || (v != PortNative && v != mode) {
+				return "", "", fmt.Errorf("port_handler=%s does not go with --network=%s", v, mode)
+			}
+			portDriver = PortNative
+		default:
+			return "", "", fmt.Errorf("unknown port_handler %q (want builtin or native)", v)
+		}
+	}
+	return mode, portDriver, nil
+}

@@ -6,18 +6,40 @@
 //
 // # Drivers
 //
-//	driver       helper                  ports (-p) via                  client source IP seen in the container
-//	-----------  ----------------------  ------------------------------  ---------------------------------------
-//	pasta        pasta (apt: passt)      RootlessKit builtin (A + B)     not preserved: the container's own
-//	             >= 2023_06_25           connect()s from inside the ns   address (10.0.2.100)
-//	slirp4netns  slirp4netns             slirp4netns API (add_hostfwd)   preserved (the real client address)
-//	gvisor       none (embedded)         gvisor-tap-vsock in A           not preserved: the gateway (10.0.2.1)
+//	driver       helper                  outbound (container -> host, internet)
+//	-----------  ----------------------  ---------------------------------------
+//	pasta        pasta (apt: passt)      pasta's own TCP/IP translation
+//	             >= 2023_06_25
+//	slirp4netns  slirp4netns             libslirp in the helper process
+//	gvisor       none (embedded)         gvisor-tap-vsock's stack, in A
 //
-// So: use --network=slirp4netns when the container must log real client
-// addresses. (pasta's own forwarding would preserve it, but RootlessKit
-// only offers it as "forward everything the container listens on"
-// (implicit) or through pasta's pesto control socket (passt >= 2026_05);
-// neither matches Docker's -p, so builtin is used.)
+// # Published ports (-p)
+//
+// Every driver publishes ports with RootlessKit's builtin port driver by
+// default (Podman's "rootlessport" is the same code): A listens on the
+// host; for each connection B connects, inside the container's network
+// namespace, to the container's address and passes that socket to A,
+// which splices it to the host connection. No user-mode TCP stack is on
+// the way, which makes it several times faster than the drivers' own
+// forwarding (bench/run.sh net). B therefore stays alive for the
+// container's lifetime (ChildConfig.NeedsMonitor).
+//
+// --network=DRIVER:port_handler=native (Options.PortDriver = PortNative)
+// uses the network driver's own forwarding instead, where it has one:
+//
+//	port driver                         client source IP seen in the container
+//	----------------------------------  ----------------------------------------
+//	builtin (default, every driver)     not preserved: the container's own
+//	                                    address (10.0.2.100)
+//	slirp4netns native (add_hostfwd)    preserved (the real client address)
+//	gvisor native (forwarder in A)      not preserved: the gateway (10.0.2.1)
+//
+// So: use --network=slirp4netns:port_handler=slirp4netns (Podman's
+// spelling) when the container must log real client addresses, at the
+// cost of inbound throughput. (pasta's own forwarding would preserve it
+// too, but RootlessKit only offers it as "forward everything the container
+// listens on" (implicit) or through pasta's pesto control socket (passt >=
+// 2026_05); neither matches Docker's -p, so pasta has no native mode.)
 //
 // Addresses (all drivers): container 10.0.2.100/24 on tap0, MTU 65520 by
 // default. Gateway and host loopback (host.containers.internal; the host's
@@ -28,6 +50,11 @@
 // dnsmasq ...) or has no IPv4 nameserver; otherwise the container gets the
 // host's nameservers directly.
 //
+// TCP connections from the container to the host loopback address skip
+// the driver's stack altogether when the container runs with the seccomp
+// connect hook of package slirp/bypass (container.Spec.NetBypass): they
+// are made on the host and swapped in for the container's socket.
+//
 // # Processes and lifetime
 //
 //   - gvisor: the whole stack and the port forwarders are goroutines in A;
@@ -36,8 +63,8 @@
 //   - slirp4netns: a child of A started with PR_SET_PDEATHSIG=SIGKILL (so
 //     it dies with A even on kill -9); Close kills it.
 //   - pasta: daemonises; Close finds and stops it. Recent passt releases
-//     also quit when the namespace's process exits. The builtin forwarder
-//     is goroutines in A and B.
+//     also quit when the namespace's process exits.
+//   - The builtin port forwarder (any driver) is goroutines in A and B.
 //
 // # Host requirements
 //

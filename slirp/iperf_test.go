@@ -26,17 +26,16 @@ func TestIperf(t *testing.T) {
 		secs = "3"
 	}
 	type variant struct {
-		name    string
-		d       Driver
-		builtin bool
+		name string
+		d    Driver
+		pd   string
 	}
-	vs := []variant{{"gvisor", DriverGvisor, false}, {"slirp4netns", DriverSlirp4netns, false},
-		{"pasta", DriverPasta, false}, {"slirp4netns+builtin-ports", DriverSlirp4netns, true}}
+	vs := []variant{{"gvisor", DriverGvisor, PortBuiltin}, {"gvisor+native-ports", DriverGvisor, PortNative},
+		{"slirp4netns", DriverSlirp4netns, PortBuiltin}, {"slirp4netns+native-ports", DriverSlirp4netns, PortNative},
+		{"pasta", DriverPasta, PortBuiltin}}
 	for _, v := range vs {
 		t.Run(v.name, func(t *testing.T) {
 			requireDriver(t, v.d)
-			testForceBuiltinPorts = v.builtin
-			defer func() { testForceBuiltinPorts = false }()
 
 			// host-side iperf3 server on 127.0.0.1 for "out"
 			hp := freePort(t)
@@ -48,7 +47,7 @@ func TestIperf(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 
 			c := startChild(t)
-			h, cfg, err := Setup(context.Background(), Options{Mode: string(v.d), StateDir: t.TempDir(),
+			h, cfg, err := Setup(context.Background(), Options{Mode: string(v.d), PortDriver: v.pd, StateDir: t.TempDir(),
 				Ports: []PortSpec{{Proto: "tcp", HostIP: "127.0.0.1", ContainerPort: 5201}}}, c.cmd.Process.Pid)
 			if err != nil {
 				t.Fatal(err)

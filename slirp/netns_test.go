@@ -269,20 +269,21 @@ func TestNetwork(t *testing.T) {
 	for _, d := range allDrivers {
 		t.Run(string(d), func(t *testing.T) {
 			requireDriver(t, d)
-			testNetwork(t, d)
+			testNetwork(t, d, "")
 		})
 	}
 }
 
-func testNetwork(t *testing.T, d Driver) {
+func testNetwork(t *testing.T, d Driver, portDriver string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	hostPort := hostGreeter(t)
 	stateBase := t.TempDir()
 	c := startChild(t)
 	opts := Options{
-		Mode:     string(d),
-		StateDir: stateBase,
+		Mode:       string(d),
+		PortDriver: portDriver,
+		StateDir:   stateBase,
 		Ports: []PortSpec{
 			{Proto: "tcp", HostIP: "127.0.0.1", ContainerPort: childTCPPort},
 			{Proto: "udp", HostIP: "127.0.0.1", ContainerPort: childUDPPort},
@@ -567,15 +568,14 @@ func TestKillA(t *testing.T) {
 	}
 }
 
-// TestBuiltinPorts runs the port forwarder used with pasta (RootlessKit's
-// builtin driver, half in A, half in B) over the drivers available here.
-func TestBuiltinPorts(t *testing.T) {
-	testForceBuiltinPorts = true
-	defer func() { testForceBuiltinPorts = false }()
+// TestNativePorts runs the drivers' own port forwarding (slirp4netns's
+// API, gvisor-tap-vsock's forwarder in A; the default is RootlessKit's
+// builtin driver, see TestNetwork).
+func TestNativePorts(t *testing.T) {
 	for _, d := range []Driver{DriverGvisor, DriverSlirp4netns} {
 		t.Run(string(d), func(t *testing.T) {
 			requireDriver(t, d)
-			testNetwork(t, d)
+			testNetwork(t, d, PortNative)
 		})
 	}
 }
@@ -584,14 +584,12 @@ func TestBuiltinPorts(t *testing.T) {
 // failed); Close must neither hang nor leave anything behind.
 func TestCloseWithoutChild(t *testing.T) {
 	for _, d := range []Driver{DriverGvisor, DriverSlirp4netns} {
-		for _, builtinPorts := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/builtin=%v", d, builtinPorts), func(t *testing.T) {
+		for _, pd := range []string{PortBuiltin, PortNative} {
+			t.Run(fmt.Sprintf("%s/%s", d, pd), func(t *testing.T) {
 				requireDriver(t, d)
-				testForceBuiltinPorts = builtinPorts
-				defer func() { testForceBuiltinPorts = false }()
 				c := startChild(t)
 				base := t.TempDir()
-				h, _, err := Setup(context.Background(), Options{Mode: string(d), StateDir: base,
+				h, _, err := Setup(context.Background(), Options{Mode: string(d), PortDriver: pd, StateDir: base,
 					Ports: []PortSpec{{Proto: "tcp", HostIP: "127.0.0.1", ContainerPort: 80}}}, c.cmd.Process.Pid)
 				if err != nil {
 					t.Fatal(err)
@@ -628,17 +626,21 @@ func TestSourceIP(t *testing.T) {
 	if clientIP == nil {
 		t.Skip("no non-loopback IPv4 address on this host")
 	}
-	for _, d := range append(allDrivers, "builtin-ports") {
-		t.Run(string(d), func(t *testing.T) {
-			mode := d
-			if d == "builtin-ports" { // the forwarder used with pasta
-				mode = DriverGvisor
-				testForceBuiltinPorts = true
-				defer func() { testForceBuiltinPorts = false }()
-			}
-			requireDriver(t, mode)
+	type variant struct {
+		d  Driver
+		pd string
+	}
+	vs := []variant{{DriverGvisor, ""}, {DriverSlirp4netns, ""}, {DriverPasta, ""},
+		{DriverGvisor, PortNative}, {DriverSlirp4netns, PortNative}}
+	for _, v := range vs {
+		name := string(v.d)
+		if v.pd != "" {
+			name += "/" + v.pd
+		}
+		t.Run(name, func(t *testing.T) {
+			requireDriver(t, v.d)
 			c := startChild(t)
-			h, cfg, err := Setup(context.Background(), Options{Mode: string(mode), StateDir: t.TempDir(),
+			h, cfg, err := Setup(context.Background(), Options{Mode: string(v.d), PortDriver: v.pd, StateDir: t.TempDir(),
 				Ports: []PortSpec{{Proto: "tcp", ContainerPort: childPeerPort}}}, c.cmd.Process.Pid)
 			if err != nil {
 				t.Fatal(err)
@@ -660,12 +662,15 @@ func TestSourceIP(t *testing.T) {
 				conn.Close()
 				seen = strings.TrimSpace(line)
 			}
-			t.Logf("%s: client %s, container sees %q", d, clientIP, seen)
-			if d == "builtin-ports" && seen != cfg.IP {
-				t.Errorf("builtin: container sees %q, documented %s", seen, cfg.IP)
+			t.Logf("%s: client %s, container sees %q", name, clientIP, seen)
+			if v.pd == "" && seen != cfg.IP {
+				t.Errorf("%s (builtin port driver): container sees %q, documented %s (its own address)", name, seen, cfg.IP)
 			}
-			if want := d == DriverSlirp4netns; want != (seen == clientIP.String()) {
-				t.Errorf("%s: source IP preserved=%v, documented %v", d, seen == clientIP.String(), want)
+			if want := v.d == DriverSlirp4netns && v.pd == PortNative; want != (seen == clientIP.String()) {
+				t.Errorf("%s: source IP preserved=%v, documented %v", name, seen == clientIP.String(), want)
+			}
+			if v.d == DriverGvisor && v.pd == PortNative && seen != cfg.Gateway {
+				t.Errorf("%s: container sees %q, documented the gateway %s", name, seen, cfg.Gateway)
 			}
 		})
 	}

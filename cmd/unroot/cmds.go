@@ -77,7 +77,7 @@ func cmdRun(g *globals, args []string) (err error) {
 	fs.StringVarP(&s.Hostname, "hostname", "h", "", "container host name")
 	fs.StringVar(&s.Name, "name", "", "assign a name to the container")
 	var publish []string
-	fs.StringVar(&network, "net", "auto", "network: auto (user-mode: pasta, slirp4netns or the built-in stack), pasta, slirp4netns, gvisor, none or host")
+	fs.StringVar(&network, "net", "auto", "network: auto (user-mode: pasta, slirp4netns or the built-in stack), pasta, slirp4netns, gvisor, none or host; DRIVER:port_handler=native forwards -p through the driver itself (slirp4netns: keeps the client's address; slower)")
 	fs.StringVar(&network, "network", "auto", "network (same as --net)")
 	fs.StringArrayVarP(&publish, "publish", "p", nil, "publish a container's port to the host: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|/udp]")
 	fs.StringSliceVar(&s.DNS, "dns", nil, "set custom DNS servers")
@@ -102,12 +102,9 @@ func cmdRun(g *globals, args []string) (err error) {
 	if s.Cgroups != "enabled" && s.Cgroups != "disabled" {
 		return usageError{"run", fmt.Errorf("--cgroups must be enabled or disabled")}
 	}
-	switch network {
-	case "", "auto", "bridge", "default", "slirp", "private":
-		network = "auto"
-	case "none", "host", "pasta", "slirp4netns", "gvisor":
-	default:
-		return usageError{"run", fmt.Errorf("unknown network %q: use auto, pasta, slirp4netns, gvisor, none or host", network)}
+	network, s.PortDriver, err = slirp.ParseNetwork(network)
+	if err != nil {
+		return usageError{"run", err}
 	}
 	for _, p := range publish {
 		ps, err := slirp.ParsePublish(p)

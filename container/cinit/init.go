@@ -16,6 +16,7 @@ import (
 	"github.com/moby/sys/user"
 	"golang.org/x/sys/unix"
 
+	"github.com/unroot/unroot/slirp/bypass"
 	"github.com/unroot/unroot/userns"
 )
 
@@ -47,6 +48,9 @@ type Process struct {
 	// Mounts are the -v and --tmpfs volumes; ReadOnly: --read-only.
 	Mounts   []Mount `json:"mounts,omitempty"`
 	ReadOnly bool    `json:"read_only,omitempty"`
+	// NetBypass: load the seccomp filter of the host-loopback bypass
+	// (package slirp/bypass) and pass its listener up on initBypassFD.
+	NetBypass bool `json:"net_bypass,omitempty"`
 }
 
 // StageInit is the stage name of the container's init process.
@@ -62,6 +66,9 @@ const (
 	// initStartedFD gets one byte once the process runs (its exec
 	// succeeded); the monitor only then reports the container started.
 	initStartedFD = 5
+	// initBypassFD (with Process.NetBypass) is a socket to the host side:
+	// the init sends the seccomp listener of the host-loopback bypass.
+	initBypassFD = 6
 )
 
 // Main runs as PID 1 of the container: it finishes the rootfs, pivots
@@ -74,6 +81,7 @@ func Main() int {
 	runtime.LockOSThread()
 	// Only the container's init may hold this: not the process.
 	unix.CloseOnExec(initStartedFD)
+	unix.CloseOnExec(initBypassFD)
 	var p Process
 	f := os.NewFile(initSpecFD, "spec")
 	if err := json.NewDecoder(f).Decode(&p); err != nil {
@@ -159,7 +167,34 @@ func prepareProcess(p *Process) (*exec.Cmd, int, error) {
 	if err := applySecurity(p); err != nil {
 		return nil, ExitSetup, err
 	}
+	if p.NetBypass {
+		if err := loadBypass(); err != nil {
+			return nil, ExitSetup, err
+		}
+	}
 	return cmd, 0, nil
+}
+
+// loadBypass loads the host-loopback bypass filter on this thread (the
+// process and every `unroot exec` are forked from it) and sends its
+// listener to the host side, which answers the notifications. A kernel
+// without seccomp user notification (< 5.9 for all we use) just means no
+// bypass: the socket is closed without a descriptor.
+func loadBypass() error {
+	sock := os.NewFile(initBypassFD, "bypass")
+	defer sock.Close()
+	fd, err := bypass.InstallFilter()
+	if err != nil {
+		return nil
+	}
+	l := os.NewFile(uintptr(fd), "seccomp-listener")
+	defer l.Close()
+	// Once the filter is loaded every connect(2) waits for the host
+	// side: not being able to reach it is fatal.
+	if err := userns.SendFD(sock, l); err != nil {
+		return fmt.Errorf("passing the network bypass listener to unroot: %w", err)
+	}
+	return nil
 }
 
 // buildProcess resolves p's user, working directory and program inside

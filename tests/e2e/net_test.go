@@ -110,18 +110,25 @@ func TestNetPublishedPortsTCPAndUDP(t *testing.T) {
 	}
 }
 
-// The host's loopback is reachable from the container as
-// host.containers.internal (and host.docker.internal).
-func TestNetHostLoopbackReachable(t *testing.T) {
-	t.Parallel()
+// hostHTTPServer serves "from-the-host" on the host's 127.0.0.1 for the
+// rest of the test and returns its port.
+func hostHTTPServer(t *testing.T) int {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "from-the-host") })}
 	go srv.Serve(l)
-	defer srv.Close()
-	port := l.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// The host's loopback is reachable from the container as
+// host.containers.internal (and host.docker.internal).
+func TestNetHostLoopbackReachable(t *testing.T) {
+	t.Parallel()
+	port := hostHTTPServer(t)
 	s := sandboxFor(t, nil)
 	s.pull(busybox())
 	for _, d := range drivers(t, s) {
@@ -212,4 +219,95 @@ func TestNetPingSocketsForEveryUser(t *testing.T) {
 	s.pull(debian())
 	s.run("run", "--rm", "--tls-verify=false", "-u", "1000", debian(), "perl", "-MSocket", "-e",
 		`socket(S, PF_INET, SOCK_DGRAM, 1) or die "icmp socket: $!\n"; print "ok\n"`).wantOut(t, "ok")
+}
+
+// Connections to the host loopback skip the user-mode stack (the seccomp
+// connect bypass, package slirp/bypass): the container's socket is then a
+// host socket connected to 127.0.0.1, so its peer is 127.0.0.1, not the
+// host-loopback address. Also for processes of `unroot exec`, and not with
+// UNROOT_NET_BYPASS=0.
+func TestNetHostLoopbackBypass(t *testing.T) {
+	t.Parallel()
+	port := hostHTTPServer(t)
+	s := sandboxFor(t, nil)
+	s.pull(debian())
+	// Blocking and non-blocking connect; prints the peer, then the reply.
+	peer := fmt.Sprintf(`use IO::Socket::INET;
+		for my $blocking (1, 0) {
+			my $s = IO::Socket::INET->new(PeerAddr => "host.containers.internal", PeerPort => %d, Blocking => $blocking, Timeout => 5) or die "connect: $!\n";
+			$s->blocking(1);
+			print $s "GET / HTTP/1.0\r\n\r\n";
+			my $body = join("", <$s>) =~ /(from-the-host)/ ? $1 : "?";
+			print "peer ", $s->peerhost, " $body\n";
+		}`, port)
+	for _, d := range drivers(t, s) {
+		t.Run(d, func(t *testing.T) {
+			r := s.run("run", "--rm", "--tls-verify=false", "--net="+d, debian(), "perl", "-e", peer).ok(t)
+			if want := "peer 127.0.0.1 from-the-host\npeer 127.0.0.1 from-the-host"; strings.TrimSpace(r.stdout) != want {
+				t.Errorf("bypassed connections: got %q, want %q", r.stdout, want)
+			}
+			r = s.runWith(runOpts{env: []string{"UNROOT_NET_BYPASS=0"}}, "run", "--rm", "--tls-verify=false", "--net="+d, debian(), "perl", "-e", peer).ok(t)
+			if strings.Contains(r.stdout, "127.0.0.1") || !strings.Contains(r.stdout, "from-the-host") {
+				t.Errorf("UNROOT_NET_BYPASS=0: got %q, want the host-loopback address as the peer", r.stdout)
+			}
+		})
+	}
+	t.Run("exec", func(t *testing.T) {
+		name := fmt.Sprintf("bypass-exec-%d", port)
+		s.run("run", "-d", "--tls-verify=false", "--name", name, debian(), "sleep", "60").ok(t)
+		defer s.run("rm", "-f", name)
+		r := s.run("exec", name, "perl", "-e", peer).ok(t)
+		if !strings.Contains(r.stdout, "peer 127.0.0.1 from-the-host") {
+			t.Errorf("exec: got %q, want a bypassed connection", r.stdout)
+		}
+	})
+}
+
+// A detached container keeps its published ports and its network after it
+// started (the monitor stays when the network needs it: gvisor's tap pump
+// and the builtin port forwarder live there).
+func TestNetDetachedPublishedPort(t *testing.T) {
+	t.Parallel()
+	s := sandboxFor(t, nil)
+	s.pull(debian())
+	hostPort := hostHTTPServer(t)
+	for _, d := range drivers(t, s) {
+		t.Run(d, func(t *testing.T) {
+			port := freePort(t)
+			name := fmt.Sprintf("detached-port-%d", port)
+			server := `perl -MIO::Socket::INET -e '
+				my $t = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die "tcp: $!";
+				while (my $c = $t->accept) { print $c "tcp-hello\n"; close $c }'`
+			s.run("run", "-d", "--tls-verify=false", "--name", name, "--net="+d,
+				"-p", fmt.Sprintf("127.0.0.1:%d:8080", port), debian(), "bash", "-c", server).ok(t)
+			defer s.run("rm", "-f", name)
+			dial := func() string {
+				c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+				if err != nil {
+					return ""
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+				b, _ := io.ReadAll(c)
+				return strings.TrimSpace(string(b))
+			}
+			var got string
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && got == ""; {
+				if got = dial(); got == "" {
+					time.Sleep(300 * time.Millisecond)
+				}
+			}
+			if got != "tcp-hello" {
+				t.Fatalf("-p 127.0.0.1:%d:8080 of a detached container: got %q", port, got)
+			}
+			time.Sleep(time.Second) // well after the start: a lean monitor would have exec'd by now
+			if got = dial(); got != "tcp-hello" {
+				t.Errorf("a second after the start: got %q", got)
+			}
+			r := s.run("exec", name, "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/host.containers.internal/%d && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3", hostPort)).ok(t)
+			if !strings.Contains(r.stdout, "from-the-host") {
+				t.Errorf("exec: the host's loopback: got %q", r.stdout)
+			}
+		})
+	}
 }
