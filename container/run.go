@@ -20,7 +20,6 @@ import (
 	"github.com/unroot/unroot/cgroupv2"
 	"github.com/unroot/unroot/container/fastrun"
 	"github.com/unroot/unroot/slirp"
-	"github.com/unroot/unroot/slirp/bypass"
 	"github.com/unroot/unroot/userns"
 )
 
@@ -218,7 +217,7 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 		rio.OnPorts(netHost.Ports())
 	}
 	if bypassParent != nil && netHost != nil {
-		stop := serveBypass(bypassParent, netHost.HostLoopback())
+		stop := fastrun.ServeBypass(bypassParent, netHost.HostLoopback())
 		defer stop()
 	}
 	ctlDone := make(chan struct{})
@@ -304,34 +303,3 @@ func handshake(ctx context.Context, s *Spec, child *userns.Child, needPull *atom
 }
 
 func resize(master *os.File) { fastrun.Resize(master) }
-
-// serveBypass waits for the container's init to pass up the seccomp
-// listener of the host-loopback bypass and answers its notifications
-// (package slirp/bypass) until the returned stop is called, once the
-// container is gone. An init that loaded no filter (old kernel) closes
-// the socket without sending anything.
-func serveBypass(sock *os.File, hostLoopback string) (stop func()) {
-	supc := make(chan *bypass.Supervisor, 1)
-	go func() {
-		f, err := userns.RecvFD(sock, "seccomp-listener")
-		if err != nil {
-			supc <- nil
-			return
-		}
-		sup, err := bypass.Serve(f, hostLoopback, logrus.Debugf)
-		if err != nil {
-			logrus.Debugf("network bypass: %v", err)
-		}
-		supc <- sup
-	}()
-	return func() {
-		select {
-		case sup := <-supc:
-			if sup != nil {
-				logrus.Debugf("network bypass: %d connections to the host loopback bypassed", sup.Bypassed())
-				sup.Close()
-			}
-		case <-time.After(2 * time.Second):
-		}
-	}
-}

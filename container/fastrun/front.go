@@ -39,6 +39,9 @@ type Spec struct {
 	// GIDs is the number of mapped group ids (the ping range).
 	GIDs           uint64 `json:"gids"`
 	SignalsFromTTY bool   `json:"signals_from_tty"`
+	// BypassExtra is the monitor's extra file that carries the init's
+	// seccomp listener up to us (Proc.NetBypass), -1 for none.
+	BypassExtra int `json:"bypass_extra"`
 }
 
 // flags are the `run` flags the fast path understands; any other is
@@ -227,6 +230,20 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 		extra = append(extra, c)
 		defer c.Close()
 	}
+	s.BypassExtra = -1
+	var bypassParent *os.File
+	if net != nil && net.bypass {
+		p, c, err := userns.SocketPair()
+		if err != nil {
+			return cinit.ExitSetup, err
+		}
+		bypassParent = p
+		defer p.Close()
+		s.BypassExtra = len(extra)
+		s.Proc.NetBypass = true
+		extra = append(extra, c)
+		defer c.Close()
+	}
 	// In a shared process group the terminal signals the monitor itself.
 	s.SignalsFromTTY = !s.Proc.Tty && stdinTTY
 	sigs := make(chan os.Signal, 16)
@@ -260,6 +277,9 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 		}
 		defer host.Close()
 		s.Net = &cfg
+		if bypassParent != nil {
+			defer ServeBypass(bypassParent, host.HostLoopback())()
+		}
 	}
 	if err := child.Ctl.Send(s); err != nil {
 		_ = child.Cmd.Process.Kill()

@@ -107,13 +107,17 @@ func monitor(s *Spec) (int, error) {
 	if s.Proc.EtcFiles, err = resolve.WriteEtcFiles(etc, s.Proc.Hostname, s.Etc); err != nil {
 		return cinit.ExitSetup, err
 	}
-	return StartInit(s.Proc, s.RunDir, s.Stdin, s.SignalsFromTTY)
+	var bypassSock *os.File
+	if s.Proc.NetBypass && s.BypassExtra >= 0 {
+		bypassSock = userns.ExtraFile(s.BypassExtra, "bypass")
+	}
+	return StartInit(s.Proc, s.RunDir, s.Stdin, s.SignalsFromTTY, bypassSock)
 }
 
 // StartInit starts the container's PID 1 in its own namespaces (the
 // network namespace is ours), hands it the process and waits for it,
 // forwarding signals.
-func StartInit(proc *cinit.Process, runDir string, stdin, signalsFromTTY bool) (int, error) {
+func StartInit(proc *cinit.Process, runDir string, stdin, signalsFromTTY bool, bypassSock *os.File) (int, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return cinit.ExitSetup, err
@@ -139,10 +143,14 @@ func StartInit(proc *cinit.Process, runDir string, stdin, signalsFromTTY bool) (
 		return cinit.ExitSetup, err
 	}
 	defer startedR.Close()
-	// fd 3: the spec, 4: the terminal's socket (with -t), 5: "started".
+	// fd 3: the spec, 4: the terminal's socket (with -t), 5: "started",
+	// 6: the network bypass's socket to the host side.
 	cmd.ExtraFiles = []*os.File{specR, nil, startedW}
 	if proc.Tty {
 		cmd.ExtraFiles[1] = userns.ExtraFile(0, "pty-socket")
+	}
+	if bypassSock != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, bypassSock)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP,
@@ -154,6 +162,9 @@ func StartInit(proc *cinit.Process, runDir string, stdin, signalsFromTTY bool) (
 	err = cmd.Start()
 	specR.Close()
 	startedW.Close()
+	if bypassSock != nil {
+		bypassSock.Close() // the init has its own copy
+	}
 	if err != nil {
 		return cinit.ExitSetup, fmt.Errorf("starting the container: %w", err)
 	}
