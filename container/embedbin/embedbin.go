@@ -10,14 +10,23 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/unroot/unroot/image/paths"
 )
 
-// Path returns dir/NAME-SUM16, writing data there first when it is not
-// there yet. sum is data's sha256 (hex), computed at build time.
-func Path(data []byte, sum, dir, name string) (string, error) {
+// Path returns DIR/NAME-SUM16, writing data there first when it is not
+// there yet. sum is data's sha256 (hex), computed at build time. DIR is
+// RUNDIR/bin unless that file system is mounted noexec (/tmp often is on
+// hardened and HPC machines), then the user's cache directory, then
+// /var/tmp/unroot-UID/bin.
+func Path(data []byte, sum, runDir, name string) (string, error) {
 	if len(sum) < 16 {
 		return "", fmt.Errorf("embedded %s has no checksum", name)
 	}
+	dir := execDir(runDir)
 	p := filepath.Join(dir, name+"-"+sum[:16])
 	if st, err := os.Stat(p); err == nil && st.Size() == int64(len(data)) {
 		return p, nil
@@ -35,6 +44,38 @@ func Path(data []byte, sum, dir, name string) (string, error) {
 		}
 	}
 	return p, nil
+}
+
+func execDir(runDir string) string {
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		cache = filepath.Join(os.Getenv("HOME"), ".cache")
+	}
+	dirs := []string{
+		filepath.Join(runDir, "bin"),
+		filepath.Join(cache, "unroot", "bin"),
+		filepath.Join("/var/tmp", "unroot-"+strconv.Itoa(paths.HostUID()), "bin"),
+	}
+	for _, d := range dirs {
+		if !noexec(d) {
+			return d
+		}
+	}
+	return dirs[0]
+}
+
+// noexec says whether dir, or its nearest existing parent, is on a file
+// system mounted noexec.
+func noexec(dir string) bool {
+	for d := dir; ; d = filepath.Dir(d) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(d, &st); err == nil {
+			return st.Flags&unix.ST_NOEXEC != 0
+		}
+		if d == filepath.Dir(d) {
+			return false
+		}
+	}
 }
 
 // install writes data to p atomically, verifying its checksum, so that a

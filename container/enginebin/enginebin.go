@@ -5,7 +5,6 @@ package enginebin
 
 import (
 	"errors"
-	"path/filepath"
 
 	"github.com/unroot/unroot/container/embedbin"
 )
@@ -15,5 +14,5 @@ func Path(runDir string) (string, error) {
 	if len(embedded) == 0 {
 		return "", errors.New("this unroot was built without its engine (a plain go build of cmd/unroot-fast): build it with make build, or use go build ./cmd/unroot")
 	}
-	return embedbin.Path(embedded, embeddedSum, filepath.Join(runDir, "bin"), "unroot-engine")
+	return embedbin.Path(embedded, embeddedSum, runDir, "unroot-engine")
 }

@@ -4,8 +4,6 @@
 package initbin
 
 import (
-	"path/filepath"
-
 	"github.com/unroot/unroot/container/embedbin"
 )
 
@@ -16,7 +14,7 @@ func Path(runDir, self string) string {
 	if len(embedded) == 0 {
 		return self
 	}
-	p, err := embedbin.Path(embedded, embeddedSum, filepath.Join(runDir, "bin"), "unroot-init")
+	p, err := embedbin.Path(embedded, embeddedSum, runDir, "unroot-init")
 	if err != nil {
 		return self
 	}
