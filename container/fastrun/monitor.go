@@ -228,6 +228,10 @@ func register(tmp, dir string, s *Spec) (*os.File, error) {
 // Guard locks the fast containers' directory tmp against rmi: shared for
 // a container registering itself, exclusive for rmi.
 func Guard(tmp string, exclusive bool) (release func(), err error) {
+	return guard(tmp, exclusive, false)
+}
+
+func guard(tmp string, exclusive, try bool) (release func(), err error) {
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", tmp, err)
 	}
@@ -238,6 +242,9 @@ func Guard(tmp string, exclusive bool) (release func(), err error) {
 	how := unix.LOCK_SH
 	if exclusive {
 		how = unix.LOCK_EX
+	}
+	if try {
+		how |= unix.LOCK_NB
 	}
 	if err := unix.Flock(int(f.Fd()), how); err != nil {
 		f.Close()
@@ -262,8 +269,15 @@ func ImageInUse(tmp, imageID string) bool {
 }
 
 // Sweep removes the directories of fast containers whose monitor is gone
-// (their lock is free).
+// (their lock is free). It holds the guard exclusively, so that no
+// container is half-way through registering (its directory made, its lock
+// not yet taken); when the guard is busy it leaves the sweep to a later run.
 func Sweep(tmp string) {
+	release, err := guard(tmp, true, true)
+	if err != nil {
+		return
+	}
+	defer release()
 	ents, err := os.ReadDir(tmp)
 	if err != nil {
 		return
