@@ -3,10 +3,12 @@ package slirp
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	rkslirp "github.com/rootless-containers/rootlesskit/v3/pkg/network/slirp4netns"
 )
@@ -66,11 +68,30 @@ func Choose(mode string) (Driver, string, error) {
 	}
 }
 
+// slirpFeatures runs `slirp4netns --help` once per process and PATH: a
+// run asks for it when choosing the driver and again when starting it.
+func slirpFeatures() (*rkslirp.Features, error) {
+	type result struct {
+		f   *rkslirp.Features
+		err error
+	}
+	key := os.Getenv("PATH")
+	if v, ok := slirpFeaturesMemo.Load(key); ok {
+		r := v.(result)
+		return r.f, r.err
+	}
+	f, err := rkslirp.DetectFeatures("slirp4netns")
+	slirpFeaturesMemo.Store(key, result{f, err})
+	return f, err
+}
+
+var slirpFeaturesMemo sync.Map
+
 func checkSlirp4netns() error {
 	if _, err := exec.LookPath("slirp4netns"); err != nil {
 		return errors.New("slirp4netns is not installed (apt-get install slirp4netns)")
 	}
-	if _, err := rkslirp.DetectFeatures("slirp4netns"); err != nil {
+	if _, err := slirpFeatures(); err != nil {
 		return fmt.Errorf("slirp4netns is unusable: %v (apt-get install slirp4netns, v0.4.0 or later)", err)
 	}
 	return nil
@@ -78,7 +99,21 @@ func checkSlirp4netns() error {
 
 var pastaDateRE = regexp.MustCompile(`(20[0-9]{2})[_.-]?([01][0-9])[_.-]?([0-3][0-9])`)
 
+// checkPasta runs pasta's --version (and --help) once per process and PATH.
 func checkPasta() error {
+	key := os.Getenv("PATH")
+	if v, ok := pastaMemo.Load(key); ok {
+		err, _ := v.(error)
+		return err
+	}
+	err := checkPastaNow()
+	pastaMemo.Store(key, err)
+	return err
+}
+
+var pastaMemo sync.Map
+
+func checkPastaNow() error {
 	bin, err := exec.LookPath("pasta")
 	if err != nil {
 		return errors.New("pasta is not installed (apt-get install passt)")

@@ -171,7 +171,7 @@ func Setup(ctx context.Context, opts Options, pid int) (_ *Host, _ ChildConfig, 
 		nd, err = gvisorParent(logw, mtu, ipnet, opts.DisableHostLoopback)
 	case DriverSlirp4netns:
 		var f *rkslirp.Features
-		if f, err = rkslirp.DetectFeatures("slirp4netns"); err == nil {
+		if f, err = slirpFeatures(); err == nil {
 			seccomp := f.SupportsEnableSeccomp && f.KernelSupportsEnableSeccomp
 			nd, err = rkslirp.NewParentDriver(logw, "slirp4netns", mtu, nil, tapName, opts.DisableHostLoopback,
 				apiSock, f.SupportsEnableSandbox, seccomp, false)

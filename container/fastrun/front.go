@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -180,7 +181,15 @@ func Try(args []string) (code int, handled bool) {
 	if err != nil {
 		return 0, false
 	}
-	m := idmap.Choose(idmap.CurrentCaller())
+	// This binary is built without cgo (its start-up is several ms
+	// shorter), so its user lookup reads /etc/passwd only: a user known
+	// through NSS alone (LDAP, sssd) is left to the full unroot, whose
+	// lookup asks NSS, so that both pick the same subordinate ids.
+	caller := idmap.CurrentCaller()
+	if caller.Name == strconv.FormatUint(uint64(caller.UID), 10) {
+		return 0, false
+	}
+	m := idmap.Choose(caller)
 	proc.SingleID = len(m.UIDs) == 1 && m.UIDs[0].Size == 1
 	s := &Spec{
 		ID: req.ID, ImageID: rec.ImageID, GraphRoot: rec.GraphRoot, RunDir: rec.RunDir,
