@@ -15,7 +15,9 @@ all: build
 # which runs `run --rm` of a stored image itself and execs the full unroot
 # for everything else (see container/fastrun). It is static (no cgo: a Go
 # program linked with libc starts several ms slower); the full unroot keeps
-# cgo for NSS user lookups (LDAP, sssd).
+# cgo for NSS user lookups (LDAP, sssd). A second build of the full unroot
+# without the gvisor stack is the detached process of containers that do not
+# use it (container/enginebin says why).
 INITBIN := container/initbin/unroot-init
 ENGINEBIN := container/enginebin/unroot-engine
 build:
@@ -23,6 +25,8 @@ build:
 	cd $(dir $(INITBIN)) && sha256sum unroot-init > unroot-init.sha256
 	$(GO) build -tags "$(TAGS) embedinit" -trimpath -ldflags="-s -w" -o $(ENGINEBIN) ./cmd/unroot
 	cd $(dir $(ENGINEBIN)) && sha256sum unroot-engine > unroot-engine.sha256
+	$(GO) build -tags "$(TAGS) embedinit unroot_nogvisor" -trimpath -ldflags="-s -w" -o $(ENGINEBIN)-lite ./cmd/unroot
+	cd $(dir $(ENGINEBIN)) && sha256sum unroot-engine-lite > unroot-engine-lite.sha256
 	CGO_ENABLED=0 $(GO) build -tags "$(TAGS) embedinit embedengine unroot_nogvisor" -trimpath -o $(BIN) ./cmd/unroot-fast
 
 install: build

@@ -47,9 +47,25 @@ func main() {
 			if self, err := os.Executable(); err == nil {
 				env = append(env, userns.EnvFront+"="+self)
 			}
+			if startsContainers(os.Args[1:]) {
+				if lite := enginebin.LitePath(runDir); lite != "" {
+					env = append(env, enginebin.EnvLite+"="+lite)
+				}
+			}
 			err = syscall.Exec(engine, os.Args, env)
 		}
 	}
 	fmt.Fprintf(os.Stderr, "unroot: %v\n", err)
 	os.Exit(cinit.ExitSetup)
+}
+
+// startsContainers: the verbs that may start a detached container.
+func startsContainers(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "run", "start", "restart":
+			return true
+		}
+	}
+	return false
 }

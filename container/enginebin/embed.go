@@ -16,3 +16,11 @@ var embedded []byte
 var embeddedSumFile string
 
 var embeddedSum = strings.Fields(embeddedSumFile + " ")[0]
+
+//go:embed unroot-engine-lite
+var embeddedLite []byte
+
+//go:embed unroot-engine-lite.sha256
+var embeddedLiteSumFile string
+
+var embeddedLiteSum = strings.Fields(embeddedLiteSumFile + " ")[0]

@@ -3,6 +3,6 @@
 package enginebin
 
 var (
-	embedded    []byte
-	embeddedSum string
+	embedded, embeddedLite       []byte
+	embeddedSum, embeddedLiteSum string
 )
