@@ -126,19 +126,14 @@ func Try(args []string) (code int, handled bool) {
 	if err != nil || !f.rm || f.detach || fs.NArg() == 0 || f.pull == "always" {
 		return 0, false
 	}
-	var net *netPlan
 	switch f.net {
 	case "none", "host":
 		if len(f.publish) > 0 {
 			return 0, false
 		}
-	case "", "auto", "bridge", "default", "slirp", "private", "pasta", "slirp4netns":
-		if f.net != "pasta" && f.net != "slirp4netns" {
-			f.net = "auto" // as the full unroot records it
-		}
-		if net, ok = planNet(f); !ok {
-			return 0, false
-		}
+	case "", "auto", "bridge", "default", "slirp", "private":
+		f.net = "auto" // as the full unroot records it
+	case "pasta", "slirp4netns":
 	default:
 		return 0, false
 	}
@@ -160,6 +155,14 @@ func Try(args []string) (code int, handled bool) {
 	rec, err := Load(p.Run, Key(global, ref))
 	if err != nil {
 		return 0, false
+	}
+	// Choosing a user-mode driver runs the helpers' --help: only once the
+	// record says this run is ours.
+	var net *netPlan
+	if f.net != "none" && f.net != "host" {
+		if net, ok = planNet(f); !ok {
+			return 0, false
+		}
 	}
 	// -e KEY passes the host's value, as in Docker.
 	for i, e := range f.env {
