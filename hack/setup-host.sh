@@ -16,6 +16,9 @@ PACKAGES=(
 	debootstrap podman runc passt slirp4netns iperf3 qemu-system-x86
 	qemu-utils openssl apache2-utils procps iproute2 hyperfine
 	postgresql-client
+	# Only so that a plain `go build ./...` or `go vet ./...` (no build
+	# tags) compiles containers/image's and containers/storage's cgo parts.
+	pkg-config libgpgme-dev libbtrfs-dev libdevmapper-dev
 )
 TEST_USER=unroot-test
 NOSUB_USER=unroot-nosub
