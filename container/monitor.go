@@ -103,16 +103,12 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 		}
 		netCfg = m.Net
 	} else if s.Net == "none" {
-		if err := fastrun.LoopbackUp(); err != nil {
+		if err := cinit.LoopbackUp(); err != nil {
 			return ExitSetup, err
 		}
 	}
 	if s.Net != "host" {
-		// A new network namespace starts with ping sockets disabled ("1 0");
-		// it is ours, so let every user in the container ping, as in Podman.
-		// The range is in our namespace's ids: up to the last mapped gid.
-		last := idmap.Size(s.Mapping.GIDs) - 1
-		_ = os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte(fmt.Sprintf("0 %d", last)), 0)
+		cinit.AllowPing(idmap.Size(s.Mapping.GIDs))
 	}
 	cfg, err := image.Config(ctx, store, img)
 	if err != nil {

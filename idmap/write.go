@@ -3,6 +3,7 @@ package idmap
 import (
 	"errors"
 	"fmt"
+	"github.com/unroot/unroot/internal/trace"
 	"os"
 	"os/exec"
 	"strconv"
@@ -76,7 +77,9 @@ func runHelper(name string, pid int, m []Range) error {
 		return &HelperError{Helper: name, Err: exec.ErrNotFound}
 	}
 	args := append([]string{strconv.Itoa(pid)}, Args(m)...)
+	trace.Mark(name + " start")
 	out, err := exec.Command(path, args...).CombinedOutput()
+	trace.Mark(name + " done")
 	if err != nil {
 		return &HelperError{Helper: name, Output: string(out), Err: err}
 	}

@@ -11,7 +11,7 @@ import (
 	istorage "go.podman.io/image/v5/storage"
 	"go.podman.io/storage"
 
-	"github.com/unroot/unroot/container/fastrun"
+	"github.com/unroot/unroot/container/scratch"
 )
 
 // ErrNotFound is returned by Lookup for an image that is not in the store.
@@ -128,13 +128,13 @@ func Remove(store storage.Store, name string, force bool) (untagged []string, de
 	}
 	// A fast `run --rm` (package fastrun) mounts the layers without the
 	// store knowing.
-	tmp := fastrun.TmpDir(store.GraphRoot())
-	release, err := fastrun.Guard(tmp, true)
+	tmp := scratch.Dir(store.GraphRoot())
+	release, err := scratch.Guard(tmp, true)
 	if err != nil {
 		return nil, "", err
 	}
 	defer release()
-	if fastrun.ImageInUse(tmp, img.ID) {
+	if scratch.ImageInUse(tmp, img.ID) {
 		return nil, "", fmt.Errorf("image %s is used by a running container (unroot run --rm): wait for it to end, then remove the image", name)
 	}
 	if _, err := store.DeleteImage(img.ID, true); err != nil {

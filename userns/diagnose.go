@@ -134,6 +134,9 @@ profile unroot %s flags=(unconfined) {
   # profile (it creates the user namespaces of those commands).
   /run/user/[0-9]*/unroot/bin/unroot-engine-* ix,
   /tmp/unroot-[0-9]*/bin/unroot-engine-* ix,
+  # And so does the fast path's build with the user-mode network.
+  /run/user/[0-9]*/unroot/bin/unroot-fastnet-* ix,
+  /tmp/unroot-[0-9]*/bin/unroot-fastnet-* ix,
 
   # Site-specific additions and overrides.
   include if exists <local/unroot>
@@ -647,6 +650,9 @@ func StorageFS(dir string) string {
 // user namespaces disabled, or the helpers a subordinate mapping needs
 // missing or powerless. It reads a few files and forks nothing.
 func Preflight(m idmap.Mapping) error {
+	if quickPreflight(m) {
+		return nil
+	}
 	f := GatherFacts(m, "")
 	var blocking []Finding
 	if u := f.userNamespaces(); u.Status == StatusMissing {
@@ -663,6 +669,32 @@ func Preflight(m idmap.Mapping) error {
 		return nil
 	}
 	return &PreflightError{Findings: blocking}
+}
+
+// quickPreflight checks, on every container's start, only what Preflight
+// refuses on (a few files, not the whole of GatherFacts): true when all is
+// well; false sends Preflight the long way, to the findings and their fixes.
+func quickPreflight(m idmap.Mapping) bool {
+	if v, ok := readSysctl(SysctlMaxUserNS); ok && v == "0" {
+		return false
+	}
+	if v, ok := readSysctl(SysctlUnprivClone); ok && v == "0" && os.Geteuid() != 0 {
+		return false
+	}
+	if m.Kind != idmap.KindSubordinate {
+		return true
+	}
+	for _, name := range []string{"newuidmap", "newgidmap"} {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			return false
+		}
+		st, err := os.Stat(p)
+		if err != nil || st.Mode()&os.ModeSetuid == 0 || ownerUID(st) != 0 {
+			return false // file capabilities, or none: let FindHelper tell
+		}
+	}
+	return true
 }
 
 // PreflightError lists what blocks running containers, with the fixes.

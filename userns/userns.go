@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/unroot/unroot/idmap"
+	"github.com/unroot/unroot/internal/trace"
 )
 
 // EnvStage marks a process that was re-executed by Start; its value is
@@ -36,6 +37,9 @@ type Options struct {
 	Stderr     *os.File
 	ExtraFiles []*os.File // appear in the child from fd 4 on
 	Setpgid    bool
+	// Binary is the program the child execs once mapped; "" for the
+	// running binary.
+	Binary string
 }
 
 // Child is a process started in a new user namespace, mapped and released.
@@ -52,9 +56,12 @@ func Start(o Options) (*Child, error) {
 	if err := Preflight(o.Mapping); err != nil {
 		return nil, err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("finding the unroot binary: %w", err)
+	self := o.Binary
+	if self == "" {
+		var err error
+		if self, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("finding the unroot binary: %w", err)
+		}
 	}
 	parentEnd, childEnd, err := SocketPair()
 	if err != nil {
@@ -89,6 +96,7 @@ func Start(o Options) (*Child, error) {
 		parentEnd.Close()
 		return nil, Diagnose(err)
 	}
+	trace.Mark("userns: child started")
 	ctl := NewConn(parentEnd)
 	if err := idmap.Write(cmd.Process.Pid, o.Mapping); err != nil {
 		_ = cmd.Process.Kill()
@@ -150,7 +158,9 @@ func Enter() *Conn {
 	// signal (the kernel does so on any exec that raises privileges): arm
 	// it again, then make sure the parent did not die in between.
 	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
-	if strconv.Itoa(os.Getppid()) != os.Getenv(envParent) {
+	// PID 1 of a new PID namespace has no parent it can see: it checks its
+	// control socket instead (ParentGone).
+	if os.Getpid() != 1 && strconv.Itoa(os.Getppid()) != os.Getenv(envParent) {
 		os.Exit(125)
 	}
 	// Refuse early, with the reason, a namespace that grants no
@@ -162,6 +172,16 @@ func Enter() *Conn {
 		}
 	}
 	return NewConn(f)
+}
+
+// ParentGone reports whether the parent closed its end of the control
+// socket c, which it keeps open for as long as it waits for us: for PID 1
+// of a new PID namespace, the way to see that the parent died before the
+// parent-death signal was armed again.
+func ParentGone(c *Conn) bool {
+	fds := []unix.PollFd{{Fd: int32(c.File().Fd()), Events: unix.POLLRDHUP}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n == 1 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP) != 0
 }
 
 // envOwnMountNS tells the child it has a mount namespace of its own.

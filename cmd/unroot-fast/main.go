@@ -17,6 +17,7 @@ import (
 	"github.com/unroot/unroot/container/enginebin"
 	"github.com/unroot/unroot/container/fastrun"
 	"github.com/unroot/unroot/image/paths"
+	"github.com/unroot/unroot/internal/trace"
 	"github.com/unroot/unroot/userns"
 )
 
@@ -28,12 +29,13 @@ func main() {
 	switch os.Getenv(userns.EnvStage) {
 	case fastrun.StageMonitor:
 		os.Exit(fastrun.MonitorMain())
-	case cinit.StageInit, cinit.StageWait:
+	case cinit.StageInit, cinit.StageWait, cinit.StageDirect:
 		// Only without an embedded unroot-init (a plain go build).
 		os.Exit(cinit.Run())
 	case "":
 		if os.Getenv(envNoFast) != "1" {
 			if code, ok := fastrun.Try(os.Args[1:]); ok {
+				trace.Mark("front: exit")
 				os.Exit(code)
 			}
 		}
@@ -44,10 +46,25 @@ func main() {
 		var engine string
 		if engine, err = enginebin.Path(runDir); err == nil {
 			env := os.Environ()
-			if self, err := os.Executable(); err == nil {
-				env = append(env, userns.EnvFront+"="+self)
+			if os.Getenv(userns.EnvFront) == "" {
+				if self, err := os.Executable(); err == nil {
+					env = append(env, userns.EnvFront+"="+self)
+				}
 			}
-			if startsContainers(os.Args[1:]) {
+			if fastrun.WantsNet() {
+				// This build has no user-mode network: the one with it
+				// runs it fast, or else execs the engine it is told of.
+				if fastnet := enginebin.FastnetPath(runDir); fastnet != "" {
+					env = append(env, enginebin.EnvEngine+"="+engine)
+					if lite := enginebin.LitePath(runDir); lite != "" {
+						env = append(env, enginebin.EnvLite+"="+lite)
+					}
+					err = syscall.Exec(fastnet, os.Args, env)
+					fmt.Fprintf(os.Stderr, "unroot: %v\n", err)
+					os.Exit(cinit.ExitSetup)
+				}
+			}
+			if startsContainers(os.Args[1:]) && os.Getenv(enginebin.EnvLite) == "" {
 				if lite := enginebin.LitePath(runDir); lite != "" {
 					env = append(env, enginebin.EnvLite+"="+lite)
 				}

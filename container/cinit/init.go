@@ -16,6 +16,7 @@ import (
 	"github.com/moby/sys/user"
 	"golang.org/x/sys/unix"
 
+	"github.com/unroot/unroot/internal/trace"
 	"github.com/unroot/unroot/slirp/bypass"
 	"github.com/unroot/unroot/userns"
 )
@@ -32,6 +33,9 @@ type Process struct {
 	Net      string            `json:"net"`
 	Rootfs   string            `json:"rootfs"`
 	EtcFiles map[string]string `json:"etc_files"` // container path -> host file to bind
+	// EtcWrite: container path -> content, written into the rootfs instead
+	// (the throw-away layer of a direct init's container).
+	EtcWrite map[string]string `json:"etc_write,omitempty"`
 	// SingleID: only one id is mapped; devpts must not ask for gid 5.
 	SingleID bool `json:"single_id"`
 	// Cgroup: the monitor moved us into the container's own cgroup; make it
@@ -51,6 +55,9 @@ type Process struct {
 	// NetBypass: load the seccomp filter of the host-loopback bypass
 	// (package slirp/bypass) and pass its listener up on initBypassFD.
 	NetBypass bool `json:"net_bypass,omitempty"`
+	// Scratch (StageDirect only): the writable layer to make and mount
+	// (at Rootfs).
+	Scratch *Scratch `json:"scratch,omitempty"`
 }
 
 // StageInit is the stage name of the container's init process.
@@ -91,7 +98,12 @@ func Main() int {
 	// Non-dumpable: the container's processes cannot open /proc/1/exe (the
 	// unroot binary on the host) or our file descriptors (CVE-2019-5736).
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
-	if err := setupRootfs(&p); err != nil {
+	return run(&p)
+}
+
+// run sets up the container for p and runs it (see Main).
+func run(p *Process) int {
+	if err := setupRootfs(p); err != nil {
 		return fail(ExitSetup, fmt.Errorf("setting up the container's filesystem: %w", err))
 	}
 	execFD := -1
@@ -102,6 +114,7 @@ func Main() int {
 		}
 		execFD = fd
 	}
+	trace.Mark("init: rootfs set up")
 	if err := pivot(p.Rootfs); err != nil {
 		return fail(ExitSetup, err)
 	}
@@ -111,7 +124,8 @@ func Main() int {
 	if err := unix.Sethostname([]byte(p.Hostname)); err != nil {
 		return fail(ExitSetup, fmt.Errorf("setting the hostname: %w", err))
 	}
-	cmd, code, err := prepareProcess(&p)
+	trace.Mark("init: pivoted, masked")
+	cmd, code, err := prepareProcess(p)
 	if err != nil {
 		return fail(code, err)
 	}
@@ -123,6 +137,7 @@ func Main() int {
 		}
 		return fail(ExitCannotRun, fmt.Errorf("exec %s: %w", p.Args[0], err))
 	}
+	trace.Mark("init: process started")
 	closeStdio(cmd)
 	if started := os.NewFile(initStartedFD, "started"); started != nil {
 		_, _ = started.Write([]byte{1})
@@ -132,7 +147,7 @@ func Main() int {
 	if execFD >= 0 {
 		go serveExec(execFD, jobs)
 	}
-	return reap(cmd.Process.Pid, sigs, jobs, &p)
+	return reap(cmd.Process.Pid, sigs, jobs, p)
 }
 
 // prepareProcess resolves the user, working directory and executable, and

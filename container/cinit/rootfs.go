@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
 )
 
@@ -105,6 +106,20 @@ func setupRootfs(p *Process) error {
 		}
 		if err := mount(hostPath, t, "", unix.MS_BIND, ""); err != nil {
 			return err
+		}
+	}
+	for ctrPath, content := range p.EtcWrite {
+		// Resolved inside the rootfs: a link in the image cannot send the
+		// write to the host.
+		t, err := securejoin.SecureJoin(r, ctrPath)
+		if err == nil {
+			err = mkTarget(t, false)
+		}
+		if err == nil {
+			err = os.WriteFile(t, []byte(content), 0o644)
+		}
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", ctrPath, err)
 		}
 	}
 	if err := setupMounts(r, p.Mounts); err != nil {

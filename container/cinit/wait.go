@@ -24,8 +24,11 @@ const EnvWaitPid = "_UNROOT_WAIT_PID"
 // Run is the unroot-init binary's entry point: the container's init, or
 // a monitor's waiter.
 func Run() int {
-	if os.Getenv(userns.EnvStage) == StageWait {
+	switch os.Getenv(userns.EnvStage) {
+	case StageWait:
 		return WaitMain()
+	case StageDirect:
+		return DirectMain()
 	}
 	return Main()
 }

@@ -24,3 +24,11 @@ var embeddedLite []byte
 var embeddedLiteSumFile string
 
 var embeddedLiteSum = strings.Fields(embeddedLiteSumFile + " ")[0]
+
+//go:embed unroot-fastnet
+var embeddedFastnet []byte
+
+//go:embed unroot-fastnet.sha256
+var embeddedFastnetSumFile string
+
+var embeddedFastnetSum = strings.Fields(embeddedFastnetSumFile + " ")[0]

@@ -3,6 +3,6 @@
 package enginebin
 
 var (
-	embedded, embeddedLite       []byte
-	embeddedSum, embeddedLiteSum string
+	embedded, embeddedLite, embeddedFastnet          []byte
+	embeddedSum, embeddedLiteSum, embeddedFastnetSum string
 )

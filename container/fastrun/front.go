@@ -18,10 +18,12 @@ import (
 	"golang.org/x/term"
 
 	"github.com/unroot/unroot/container/cinit"
+	"github.com/unroot/unroot/container/initbin"
 	"github.com/unroot/unroot/container/resolve"
+	"github.com/unroot/unroot/container/scratch"
 	"github.com/unroot/unroot/idmap"
 	"github.com/unroot/unroot/image/paths"
-	"github.com/unroot/unroot/slirp"
+	"github.com/unroot/unroot/internal/trace"
 	"github.com/unroot/unroot/userns"
 )
 
@@ -35,8 +37,8 @@ type Spec struct {
 	Proc      *cinit.Process `json:"proc"`
 	Etc       resolve.Etc    `json:"etc"`
 	// Net: the user-mode network's container side (nil for none and host).
-	Net   *slirp.ChildConfig `json:"net,omitempty"`
-	Stdin bool               `json:"stdin"`
+	Net   *childConfig `json:"net,omitempty"`
+	Stdin bool         `json:"stdin"`
 	// GIDs is the number of mapped group ids (the ping range).
 	GIDs           uint64 `json:"gids"`
 	SignalsFromTTY bool   `json:"signals_from_tty"`
@@ -118,6 +120,7 @@ func globalFlags(args []string) (global, rest []string, ok bool) {
 // Try runs `unroot ARGS` itself when it is a run the fast path can do, and
 // returns its exit code; handled is false when the full unroot must.
 func Try(args []string) (code int, handled bool) {
+	trace.Mark("front: main")
 	global, rest, ok := globalFlags(args)
 	if !ok || rest[0] != "run" {
 		return 0, false
@@ -156,6 +159,7 @@ func Try(args []string) (code int, handled bool) {
 	if err != nil {
 		return 0, false
 	}
+	trace.Mark("front: record loaded")
 	// Choosing a user-mode driver runs the helpers' --help: only once the
 	// record says this run is ours.
 	var net *netPlan
@@ -193,6 +197,7 @@ func Try(args []string) (code int, handled bool) {
 		return 0, false
 	}
 	m := idmap.Choose(caller)
+	trace.Mark("front: mapping chosen")
 	proc.SingleID = len(m.UIDs) == 1 && m.UIDs[0].Size == 1
 	s := &Spec{
 		ID: req.ID, ImageID: rec.ImageID, GraphRoot: rec.GraphRoot, RunDir: rec.RunDir,
@@ -262,36 +267,54 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 	signal.Notify(sigs, append(cinit.Forwarded, unix.SIGWINCH)...)
 	defer signal.Stop(sigs)
 
-	flags := uintptr(unix.CLONE_NEWNS)
-	if s.Proc.Net != "host" {
-		flags |= unix.CLONE_NEWNET
-	}
-	child, err := userns.Start(userns.Options{
-		Stage: StageMonitor, Cloneflags: flags, Mapping: m,
+	opts := userns.Options{
+		Stage: StageMonitor, Cloneflags: unix.CLONE_NEWNS, Mapping: m,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		ExtraFiles: extra,
 		// With a terminal of its own the container must not also be in
 		// the user's foreground process group.
 		Setpgid: s.Proc.Tty,
-	})
+	}
+	if s.Proc.Net != "host" {
+		opts.Cloneflags |= unix.CLONE_NEWNET
+	}
+	direct := Direct(s, net)
+	if direct {
+		cleanup, err := directOptions(s, &opts)
+		defer cleanup()
+		if err != nil {
+			return cinit.ExitSetup, err
+		}
+	}
+	trace.Mark("front: starting the user namespace")
+	child, err := userns.Start(opts)
+	trace.Mark("front: mapped")
 	if err != nil {
 		return cinit.ExitSetup, err
 	}
 	for _, f := range extra {
-		f.Close()
+		if f != nil {
+			f.Close()
+		}
+	}
+	if direct {
+		// The init reads its spec at once; our end of the socket stays
+		// open while we wait, which it checks (userns.ParentGone).
+		defer child.Ctl.Close()
+		if err := child.Ctl.Send(s.Proc); err != nil {
+			_ = child.Cmd.Process.Kill()
+		}
+		return Relay(child.Cmd, Terminal{In: os.Stdin, Out: os.Stdout, PtySocket: ptyParent,
+			CopyIn: s.Stdin, Raw: stdinTTY, SignalsFromTTY: s.SignalsFromTTY}, sigs)
 	}
 	if net != nil {
-		host, cfg, err := net.setup(s, child.Cmd.Process.Pid)
+		stop, err := net.start(s, child.Cmd.Process.Pid, bypassParent)
 		if err != nil {
 			_ = child.Cmd.Process.Kill()
 			_ = child.Cmd.Wait()
 			return cinit.ExitSetup, err
 		}
-		defer host.Close()
-		s.Net = &cfg
-		if bypassParent != nil {
-			defer ServeBypass(bypassParent, host.HostLoopback())()
-		}
+		defer stop()
 	}
 	if err := child.Ctl.Send(s); err != nil {
 		_ = child.Cmd.Process.Kill()
@@ -406,4 +429,55 @@ func ExitCode(st *os.ProcessState) int {
 		return 128 + int(ws.Signal())
 	}
 	return st.ExitCode()
+}
+
+// Direct reports whether the container's init can start straight in all
+// its namespaces and mount its own rootfs (cinit.StageDirect), with no
+// monitor in between: not with a user-mode network, which the monitor
+// configures and keeps, nor with CAP_SYS_PTRACE, which would let the
+// container's processes reach the init's descriptor of the store.
+func Direct(s *Spec, net *netPlan) bool {
+	if net != nil {
+		return false
+	}
+	for _, c := range s.Proc.Caps {
+		if c == "SYS_PTRACE" {
+			return false
+		}
+	}
+	return true
+}
+
+// directOptions turns the monitor's options o into the direct init's:
+// the init binary in every namespace of the container, the /etc files
+// it is to write, and the descriptors the init expects (4: the terminal's
+// socket, 5: "started").
+func directOptions(s *Spec, o *userns.Options) (cleanup func(), err error) {
+	cleanup = func() {}
+	s.Proc.EtcWrite = resolve.EtcContents(s.Proc.Hostname, s.Etc)
+	s.Proc.Scratch = &cinit.Scratch{Tmp: scratch.Dir(s.GraphRoot), ID: s.ID, ImageID: s.ImageID, Lower: s.Lower, GIDs: s.GIDs}
+	s.Proc.Rootfs = ""
+	self, err := os.Executable()
+	if err != nil {
+		return cleanup, err
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return cleanup, err
+	}
+	cleanup = func() { devnull.Close() }
+	o.Stage, o.Binary, o.Env = cinit.StageDirect, initbin.Path(s.RunDir, self), []string{}
+	if trace.On() {
+		o.Env = append(o.Env, trace.Pass())
+	}
+	o.Cloneflags |= unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP
+	if !s.Stdin {
+		o.Stdin = devnull
+	}
+	var pty *os.File
+	if len(o.ExtraFiles) > 0 && s.Proc.Tty {
+		pty = o.ExtraFiles[0]
+	}
+	o.ExtraFiles = []*os.File{pty, devnull}
+	return cleanup, nil
 }

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -17,7 +16,7 @@ import (
 	"github.com/unroot/unroot/container/cinit"
 	"github.com/unroot/unroot/container/initbin"
 	"github.com/unroot/unroot/container/resolve"
-	"github.com/unroot/unroot/slirp"
+	"github.com/unroot/unroot/container/scratch"
 	"github.com/unroot/unroot/userns"
 )
 
@@ -25,13 +24,6 @@ import (
 // user namespace, it mounts the rootfs, starts the container's init and
 // cleans up after it.
 const StageMonitor = "fast-monitor"
-
-// TmpDir is the directory, in the graph root, of the fast path's
-// containers: DIR/ID/{upper,work,merged} and DIR/ID/image, which holds the
-// image id and is share-locked while the container lives, so that rmi
-// refuses to remove an image in use and anyone may remove a directory
-// whose lock is free (a monitor killed with SIGKILL leaves it behind).
-func TmpDir(graphRoot string) string { return filepath.Join(graphRoot, "unroot-run") }
 
 // MonitorMain is the fast monitor's main; its exit code is the container's.
 func MonitorMain() int {
@@ -53,47 +45,29 @@ func MonitorMain() int {
 
 func monitor(s *Spec) (int, error) {
 	if s.Net != nil {
-		if err := slirp.ConfigureChild(*s.Net); err != nil {
+		if err := configureNet(s); err != nil {
 			return cinit.ExitSetup, err
 		}
-		s.Etc.Hosts, s.Etc.ResolvConf = string(s.Net.Hosts(s.Proc.Hostname)), string(s.Net.ResolvConf())
 	} else if s.Proc.Net == "none" {
-		if err := LoopbackUp(); err != nil {
+		if err := cinit.LoopbackUp(); err != nil {
 			return cinit.ExitSetup, err
 		}
 	}
 	if s.Proc.Net != "host" {
-		// A new network namespace starts with ping sockets disabled ("1 0");
-		// it is ours, so let every user in the container ping, as in Podman.
-		_ = os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte(fmt.Sprintf("0 %d", s.GIDs-1)), 0)
+		cinit.AllowPing(s.GIDs)
 	}
-	tmp := TmpDir(s.GraphRoot)
+	tmp := scratch.Dir(s.GraphRoot)
 	dir := filepath.Join(tmp, s.ID)
-	defer Sweep(tmp)
+	defer scratch.Sweep(tmp)
 	defer os.RemoveAll(dir)
-	lock, err := register(tmp, dir, s)
+	lock, err := scratch.Register(tmp, dir, s.ImageID, s.Lower)
 	if err != nil {
 		return cinit.ExitSetup, err
 	}
 	defer lock.Close()
-	merged := filepath.Join(dir, "merged")
-	for _, d := range []string{"upper", "work", "merged"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-			return cinit.ExitSetup, err
-		}
-	}
-	// The options the store's overlay uses in a user namespace (userxattr:
-	// whiteouts and opaque dirs as user.overlay.* xattrs), plus volatile:
-	// the upper layer is thrown away at the end, so it need not be synced
-	// to disk when the mount goes (kernels before 5.10 refuse it).
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,userxattr",
-		strings.Join(s.Lower, ":"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
-	err = unix.Mount("overlay", merged, "overlay", 0, opts+",volatile")
-	if err == unix.EINVAL {
-		err = unix.Mount("overlay", merged, "overlay", 0, opts)
-	}
+	merged, err := scratch.Mount(dir, s.Lower)
 	if err != nil {
-		return cinit.ExitSetup, fmt.Errorf("mounting the container's filesystem: %w", err)
+		return cinit.ExitSetup, err
 	}
 	defer func() { _ = unix.Unmount(merged, unix.MNT_DETACH) }()
 	s.Proc.Rootfs = merged
@@ -189,145 +163,6 @@ func StartInit(proc *cinit.Process, runDir string, stdin, signalsFromTTY bool, b
 	_ = cmd.Wait()
 	close(done)
 	return ExitCode(cmd.ProcessState), nil
-}
-
-// register creates the container's directory and holds its lock (with
-// the image id in it) for as long as the returned file is open. rmi cannot
-// run in between: the store guard is shared while we check that the image
-// is still there, exclusive while rmi checks and deletes.
-func register(tmp, dir string, s *Spec) (*os.File, error) {
-	release, err := Guard(tmp, false)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating the container's layer: %w", err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, "image"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_SH); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("locking the container's layer: %w", err)
-	}
-	if _, err := lock.WriteString(s.ImageID); err != nil {
-		lock.Close()
-		return nil, err
-	}
-	for _, l := range s.Lower {
-		if _, err := os.Stat(l); err != nil {
-			lock.Close()
-			return nil, fmt.Errorf("the image was removed while the container started: run it again")
-		}
-	}
-	return lock, nil
-}
-
-// Guard locks the fast containers' directory tmp against rmi: shared for
-// a container registering itself, exclusive for rmi.
-func Guard(tmp string, exclusive bool) (release func(), err error) {
-	return guard(tmp, exclusive, false)
-}
-
-func guard(tmp string, exclusive, try bool) (release func(), err error) {
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", tmp, err)
-	}
-	f, err := os.OpenFile(filepath.Join(tmp, ".guard"), os.O_CREATE|os.O_RDONLY, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	how := unix.LOCK_SH
-	if exclusive {
-		how = unix.LOCK_EX
-	}
-	if try {
-		how |= unix.LOCK_NB
-	}
-	if err := unix.Flock(int(f.Fd()), how); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("locking %s: %w", tmp, err)
-	}
-	return func() { f.Close() }, nil
-}
-
-// ImageInUse reports whether a fast container runs from imageID. Call it
-// with the exclusive Guard held.
-func ImageInUse(tmp, imageID string) bool {
-	ents, err := os.ReadDir(tmp)
-	if err != nil {
-		return false
-	}
-	for _, e := range ents {
-		if id, busy := InUse(filepath.Join(tmp, e.Name())); busy && id == imageID {
-			return true
-		}
-	}
-	return false
-}
-
-// Sweep removes the directories of fast containers whose monitor is gone
-// (their lock is free). It holds the guard exclusively, so that no
-// container is half-way through registering (its directory made, its lock
-// not yet taken); when the guard is busy it leaves the sweep to a later run.
-func Sweep(tmp string) {
-	release, err := guard(tmp, true, true)
-	if err != nil {
-		return
-	}
-	defer release()
-	ents, err := os.ReadDir(tmp)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if !e.IsDir() {
-			continue
-		}
-		dir := filepath.Join(tmp, e.Name())
-		if _, busy := InUse(dir); !busy {
-			_ = unix.Unmount(filepath.Join(dir, "merged"), unix.MNT_DETACH)
-			_ = os.RemoveAll(dir)
-		}
-	}
-}
-
-// InUse reports whether the fast container in dir still runs, and from
-// which image.
-func InUse(dir string) (imageID string, busy bool) {
-	f, err := os.Open(filepath.Join(dir, "image"))
-	if err != nil {
-		return "", false
-	}
-	defer f.Close()
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-		return "", false
-	}
-	b, _ := os.ReadFile(f.Name())
-	return string(b), true
-}
-
-// LoopbackUp brings up lo in a network namespace of our own (--net=none).
-func LoopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("reading lo's flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bringing lo up: %w", err)
-	}
-	return nil
 }
 
 func newID() string {

@@ -1,3 +1,5 @@
+//go:build !unroot_tiny
+
 package fastrun
 
 import (
@@ -45,8 +47,13 @@ func planNet(f *flags) (*netPlan, bool) {
 	return p, true
 }
 
-// setup starts the network for the monitor pid (mapped, not yet released).
-func (p *netPlan) setup(s *Spec, pid int) (*slirp.Host, slirp.ChildConfig, error) {
+// childConfig is the network's container side, which the monitor sets up.
+type childConfig = slirp.ChildConfig
+
+// start sets up the network for the monitor pid (mapped, not yet
+// released) into s.Net, and serves the host-loopback bypass on
+// bypassParent when there is one, until stop.
+func (p *netPlan) start(s *Spec, pid int, bypassParent *os.File) (stop func(), err error) {
 	// RootlessKit reports the container's side going away as an error;
 	// for us that is the normal end of a container.
 	if logrus.GetLevel() < logrus.DebugLevel {
@@ -54,8 +61,31 @@ func (p *netPlan) setup(s *Spec, pid int) (*slirp.Host, slirp.ChildConfig, error
 	}
 	o := p.opts
 	o.StateDir = filepath.Join(s.RunDir, "containers", s.ID)
-	return slirp.Setup(context.Background(), o, pid)
+	host, cfg, err := slirp.Setup(context.Background(), o, pid)
+	if err != nil {
+		return nil, err
+	}
+	s.Net = &cfg
+	stopBypass := func() {}
+	if bypassParent != nil {
+		stopBypass = ServeBypass(bypassParent, host.HostLoopback())
+	}
+	return func() { stopBypass(); host.Close() }, nil
 }
+
+// configureNet is the monitor's part: the container's side of s.Net, and
+// the /etc files that go with it.
+func configureNet(s *Spec) error {
+	if err := slirp.ConfigureChild(*s.Net); err != nil {
+		return err
+	}
+	s.Etc.Hosts, s.Etc.ResolvConf = string(s.Net.Hosts(s.Proc.Hostname)), string(s.Net.ResolvConf())
+	return nil
+}
+
+// WantsNet reports whether Try left a run to the full unroot only for its
+// user-mode network: never in this build, which has the network.
+func WantsNet() bool { return false }
 
 // ServeBypass waits for the container's init to pass up the seccomp
 // listener of the host-loopback bypass and answers its notifications

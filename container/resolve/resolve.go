@@ -157,6 +157,20 @@ type Etc struct {
 // /etc/resolv.conf into runDir and returns them as container path -> host
 // file, for the init to bind-mount over the image's.
 func WriteEtcFiles(runDir, hostname string, e Etc) (map[string]string, error) {
+	out := map[string]string{}
+	for ctrPath, content := range EtcContents(hostname, e) {
+		host := filepath.Join(runDir, filepath.Base(ctrPath))
+		if err := os.WriteFile(host, []byte(content), 0o644); err != nil {
+			return nil, err
+		}
+		out[ctrPath] = host
+	}
+	return out, nil
+}
+
+// EtcContents returns the container's /etc/hosts, /etc/hostname and
+// /etc/resolv.conf, by container path.
+func EtcContents(hostname string, e Etc) map[string]string {
 	hosts, resolv := e.Hosts, e.ResolvConf
 	if hosts == "" {
 		hosts = "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -173,20 +187,11 @@ func WriteEtcFiles(runDir, hostname string, e Etc) (map[string]string, error) {
 		name, ip, _ := strings.Cut(h, ":")
 		hosts += ip + "\t" + name + "\n"
 	}
-	files := map[string]string{
+	return map[string]string{
 		"/etc/hostname":    hostname + "\n",
 		"/etc/hosts":       hosts,
 		"/etc/resolv.conf": resolv,
 	}
-	out := map[string]string{}
-	for ctrPath, content := range files {
-		host := filepath.Join(runDir, filepath.Base(ctrPath))
-		if err := os.WriteFile(host, []byte(content), 0o644); err != nil {
-			return nil, err
-		}
-		out[ctrPath] = host
-	}
-	return out, nil
 }
 
 // resolvConf copies the host's nameservers. A loopback resolver (systemd's

@@ -1,0 +1,125 @@
+package cinit
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/unroot/unroot/container/scratch"
+	"github.com/unroot/unroot/internal/trace"
+	"github.com/unroot/unroot/userns"
+)
+
+// StageDirect is the init started by the fast path's front straight into
+// all of the container's namespaces: it also does what a monitor does
+// for the other inits (the network namespace's loopback, the writable
+// layer and its overlay, the clean-up), which saves a process and its
+// start-up on every `run --rm`.
+const StageDirect = "init-direct"
+
+// Scratch is the writable layer the direct init makes for itself: a
+// directory of package scratch over the image's layers.
+type Scratch struct {
+	Tmp     string   `json:"tmp"` // scratch.Dir of the store
+	ID      string   `json:"id"`  // the container's
+	ImageID string   `json:"image_id"`
+	Lower   []string `json:"lower"` // the image's layers, top first
+	GIDs    uint64   `json:"gids"`  // mapped group ids (the ping range)
+}
+
+// DirectMain is the direct init's main: as Main, after taking over from
+// the first life that waited for the mapping (package userns).
+func DirectMain() int {
+	runtime.LockOSThread()
+	trace.Mark("init: main")
+	ctl := userns.Enter()
+	unix.CloseOnExec(initStartedFD)
+	unix.CloseOnExec(initBypassFD)
+	var p Process
+	if err := ctl.Recv(&p); err != nil || p.Scratch == nil {
+		return fail(ExitSetup, fmt.Errorf("reading the container spec: %v", err))
+	}
+	// The parent keeps its end open while it waits for us; closed means
+	// it died before our parent-death signal was armed again.
+	if userns.ParentGone(ctl) {
+		return ExitSetup
+	}
+	ctl.Close()
+	trace.Mark("init: spec read")
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	cleanup, err := mountScratch(&p)
+	if err != nil {
+		if cleanup != nil {
+			cleanup()
+		}
+		return fail(ExitSetup, err)
+	}
+	trace.Mark("init: rootfs mounted")
+	code := run(&p)
+	trace.Mark("init: process ended")
+	// This thread has the container's capabilities now (see applySecurity);
+	// the clean-up needs ours, which the runtime's other threads still have.
+	done := make(chan struct{})
+	go func() { cleanup(); close(done) }()
+	<-done
+	trace.Mark("init: cleaned up")
+	return code
+}
+
+// mountScratch prepares the network namespace, registers the container's
+// layer and mounts its rootfs (p.Rootfs). The clean-up it returns ends
+// every process left in the container and removes the layer; it works
+// after pivot_root through a descriptor of the scratch directory, which
+// the container's processes cannot reach: we are not dumpable, and the
+// fast path leaves containers with CAP_SYS_PTRACE to the full unroot.
+func mountScratch(p *Process) (func(), error) {
+	sc := p.Scratch
+	// Nothing mounted from here on may leak back to the host's namespace.
+	if err := mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return nil, err
+	}
+	if p.Net == "none" {
+		if err := LoopbackUp(); err != nil {
+			return nil, err
+		}
+	}
+	if p.Net != "host" {
+		AllowPing(sc.GIDs)
+	}
+	id := sc.ID
+	dir := filepath.Join(sc.Tmp, id)
+	lock, err := scratch.Register(sc.Tmp, dir, sc.ImageID, sc.Lower)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.Open(sc.Tmp)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	cleanup := func() {
+		// PID 1 taking every process of the namespace with it.
+		_ = unix.Kill(-1, unix.SIGKILL)
+		for {
+			var ws unix.WaitStatus
+			if _, err := unix.Wait4(-1, &ws, 0, nil); err == unix.ECHILD {
+				break
+			} else if err != nil && err != unix.EINTR {
+				break
+			}
+		}
+		if unix.Fchdir(int(tmp.Fd())) == nil {
+			_ = os.RemoveAll(id)
+			scratch.Sweep(".")
+		}
+		lock.Close()
+		tmp.Close()
+	}
+	if p.Rootfs, err = scratch.Mount(dir, sc.Lower); err != nil {
+		return cleanup, err
+	}
+	return cleanup, nil
+}
