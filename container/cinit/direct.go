@@ -50,6 +50,7 @@ func DirectMain() int {
 	ctl.Close()
 	trace.Mark("init: spec read")
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	sigs, caught := CatchSignals(Forwarded...)
 	cleanup, err := mountScratch(&p)
 	if err != nil {
 		if cleanup != nil {
@@ -58,7 +59,7 @@ func DirectMain() int {
 		return fail(ExitSetup, err)
 	}
 	trace.Mark("init: rootfs mounted")
-	code := run(&p)
+	code := run(&p, sigs, caught)
 	trace.Mark("init: process ended")
 	// This thread has the container's capabilities now (see applySecurity);
 	// the clean-up needs ours, which the runtime's other threads still have.

@@ -263,8 +263,10 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 	}
 	// In a shared process group the terminal signals the monitor itself.
 	s.SignalsFromTTY = !s.Proc.Tty && stdinTTY
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, append(cinit.Forwarded, unix.SIGWINCH)...)
+	// Catching signals starts a thread of the runtime's (~1 ms here): that
+	// happens while the mapping helpers run. A signal before it ends us
+	// the default way, and the container with us (parent-death signal).
+	sigs, caught := cinit.CatchSignals(append(cinit.Forwarded, unix.SIGWINCH)...)
 	defer signal.Stop(sigs)
 
 	opts := userns.Options{
@@ -304,6 +306,7 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 		if err := child.Ctl.Send(s.Proc); err != nil {
 			_ = child.Cmd.Process.Kill()
 		}
+		caught()
 		return Relay(child.Cmd, Terminal{In: os.Stdin, Out: os.Stdout, PtySocket: ptyParent,
 			CopyIn: s.Stdin, Raw: stdinTTY, SignalsFromTTY: s.SignalsFromTTY}, sigs)
 	}
@@ -320,6 +323,7 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 		_ = child.Cmd.Process.Kill()
 	}
 	child.Ctl.Close()
+	caught()
 	return Relay(child.Cmd, Terminal{In: os.Stdin, Out: os.Stdout, PtySocket: ptyParent,
 		CopyIn: s.Stdin, Raw: stdinTTY, SignalsFromTTY: s.SignalsFromTTY}, sigs)
 }
