@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -130,6 +132,78 @@ func TestRunDetachedLiteEngine(t *testing.T) {
 		}
 		if lite := strings.Contains(filepath.Base(exe), "unroot-engine-lite"); lite != wantLite {
 			t.Errorf("--net=%s: the detached process runs %s, want lite=%v", net, exe, wantLite)
+		}
+	}
+}
+
+// children lists the pids whose parent is pid.
+func children(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, not ")".
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func comm(pid int) string {
+	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
+	return strings.TrimSpace(string(b))
+}
+
+// On --net=none the fast path's container is unroot and its init, nothing
+// in between: the init mounts its own rootfs. With CAP_SYS_PTRACE, which
+// would let the container reach the init's descriptors, a monitor mounts
+// it instead. Signals reach the container either way.
+func TestRunFastPathDirectInit(t *testing.T) {
+	t.Parallel()
+	s := sandboxFor(t, nil)
+	s.pull(busybox())
+	for _, tc := range []struct {
+		extra  []string
+		direct bool
+	}{{nil, true}, {[]string{"--cap-add", "SYS_PTRACE"}, false}} {
+		args := append(append([]string{"run", "--rm", "--net=none"}, tc.extra...), busybox(), "sleep", "30")
+		cmd := startBG(t, s, args...)
+		var kids []int
+		waitFor(t, "the container's sleep", func() bool {
+			kids = children(cmd.Process.Pid)
+			if len(kids) != 1 {
+				return false
+			}
+			for _, p := range append([]int{kids[0]}, children(kids[0])...) {
+				for _, c := range append([]int{p}, children(p)...) {
+					if comm(c) == "sleep" {
+						return true
+					}
+				}
+			}
+			return false
+		})
+		isInit := strings.HasPrefix(comm(kids[0]), "unroot-init")
+		if isInit != tc.direct {
+			t.Errorf("%v: unroot's child is %q (want the init: %v)", tc.extra, comm(kids[0]), tc.direct)
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 143 {
+			t.Errorf("%v: SIGTERM: want exit 143, got %v", tc.extra, err)
+		}
+		if d := fastDirs(s); len(d) != 0 {
+			t.Errorf("%v: fast containers left behind: %v", tc.extra, d)
 		}
 	}
 }
