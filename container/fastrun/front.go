@@ -470,7 +470,9 @@ func directOptions(s *Spec, o *userns.Options) (cleanup func(), err error) {
 		return cleanup, err
 	}
 	cleanup = func() { devnull.Close() }
-	o.Stage, o.Binary, o.Env = cinit.StageDirect, initbin.Path(s.RunDir, self), []string{}
+	// One P: the init needs no parallelism, and each P costs the runtime
+	// pages, which are slow to fault in on small VMs.
+	o.Stage, o.Binary, o.Env = cinit.StageDirect, initbin.Path(s.RunDir, self), []string{"GOMAXPROCS=1"}
 	if trace.On() {
 		o.Env = append(o.Env, trace.Pass())
 	}
