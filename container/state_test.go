@@ -107,12 +107,12 @@ func TestLogFormat(t *testing.T) {
 	}
 	r, w, _ := os.Pipe()
 	done := make(chan struct{})
-	go func() { lf.copy("stdout", r); close(done) }()
+	go func() { lf.Copy("stdout", r, logBuf); close(done) }()
 	_, _ = w.WriteString("one\ntwo\n" + strings.Repeat("x", 50) + "\nlast without newline")
 	w.Close()
 	<-done
-	lf.write("stderr", []byte("err"), false)
-	lf.close()
+	lf.Write("stderr", []byte("err"), false)
+	lf.Close()
 	var lines []LogLine
 	for _, p := range []string{path + ".1", path} {
 		b, _ := os.ReadFile(p)
