@@ -77,6 +77,19 @@ func (c *Cgroup) Unit() string {
 	return c.unit
 }
 
+// Top is the scope's or the cgroupfs unroot-<ID> directory: with Nest,
+// the parent of Path.
+func (c *Cgroup) Top() string {
+	if c == nil {
+		return ""
+	}
+	return c.top
+}
+
+// RemoveDir removes a cgroupfs directory Setup made (Top), killing what
+// still runs in it, once its owner has gone without removing it.
+func RemoveDir(dir string) error { return removeTree(dir) }
+
 // Manager is "systemd" or "cgroupfs".
 func (c *Cgroup) Manager() string {
 	if c == nil {

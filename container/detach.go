@@ -94,6 +94,19 @@ func RunRecorded(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 		}
 	}
 	code, err := RunWith(ctx, c.Spec, rio)
+	if rio.HandedOff {
+		// The init keeps the container alone: it is the process that
+		// lives exactly as long as the container, and it will record the
+		// end in the exit file (LoadState reads it).
+		update(func(st *State) {
+			st.Pid, st.PidStart, st.MonitorPid = 0, 0, 0
+			if start := ProcStart(st.InitPid); start != 0 {
+				st.Pid, st.PidStart = st.InitPid, start
+			}
+			st.ExitFile, st.CgroupDir = true, rio.CgroupDir
+		})
+		return code, err
+	}
 	// A lean monitor left these behind.
 	_ = os.Remove(filepath.Join(d.StateDir(id), "exec.sock"))
 	_ = os.RemoveAll(filepath.Join(d.StateDir(id), "etc"))
@@ -199,6 +212,32 @@ func (b *bestEffort) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// OwnLog is where the init of a container it keeps alone writes the log
+// (rotated at Max into LogPath.1) and its end (ExitPath, cinit.ExitInfo).
+type OwnLog struct {
+	LogPath  string `json:"log_path"`
+	ExitPath string `json:"exit_path"`
+	Max      int64  `json:"max"`
+}
+
+// OneProcess says whether a detached container is left to its init alone
+// once it runs: its log and its end are written by the init, and the
+// host-side process and the monitor exit, so that an idle container costs
+// one small process. That takes a network with nothing on the host side
+// (none, host), no restart policy (the host-side process carries it out),
+// no stdin to keep open (-i: attach), no terminal and no --rm (the
+// monitor removes the container). UNROOT_ONE_PROCESS=0 turns it off.
+func OneProcess(s *Spec) bool {
+	if os.Getenv("UNROOT_ONE_PROCESS") == "0" {
+		return false
+	}
+	return (s.Net == "none" || s.Net == "host") && len(s.Publish) == 0 &&
+		!s.Restart.Any() && !s.Stdin && !s.Tty && !s.Remove
+}
+
+// ExitPath is the exit file the init of a one-process container writes.
+func (d Dirs) ExitPath(id string) string { return filepath.Join(d.StateDir(id), "exit.json") }
+
 // detachedBinary is the program of a detached container's host process:
 // the lite engine (no gvisor stack, ~7 MB less per container) when the
 // container's network does not need the stack and the user-facing binary
@@ -229,6 +268,7 @@ func StartDetached(d Dirs, c *Config) error {
 	if err != nil {
 		return err
 	}
+	d.settle(c.ID)
 	if st := d.LoadState(c.ID); st.Active() {
 		unlock()
 		return fmt.Errorf("container %s is already running", c.Name)
@@ -337,6 +377,9 @@ func DetachedMain() int {
 	}
 	d.Run = c.Spec.RunDir
 	c.Spec.LeanMonitor = !c.Spec.Remove && os.Getenv("UNROOT_LEAN_MONITOR") != "0"
+	if OneProcess(c.Spec) {
+		c.Spec.OwnLog = &OwnLog{LogPath: d.LogPath(id), ExitPath: d.ExitPath(id), Max: MaxLogSize}
+	}
 	os.Unsetenv(EnvDetached)
 	os.Unsetenv(envDetachedData)
 	lf, err := openLog(d.LogPath(id))

@@ -204,12 +204,53 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	// (gvisor's tap pump, the builtin port forwarder): they would end
 	// with its exec.
 	lean := s.LeanMonitor && (netCfg == nil || !netCfg.NeedsMonitor())
-	return runInit(s, proc, ctl, stopSignal, MergeLabels(labels, s.Labels), lean)
+	// With no network on our side at all, the init can be left alone.
+	var own *ownFiles
+	if s.OwnLog != nil && netCfg == nil {
+		own = openOwnFiles(s)
+	}
+	return runInit(s, proc, ctl, stopSignal, MergeLabels(labels, s.Labels), lean, own)
+}
+
+// ownFiles are the descriptors of an init that keeps its container alone
+// (cinit's detached.go says which is which).
+type ownFiles struct {
+	log, old, exit, memEvents *os.File
+}
+
+func (o *ownFiles) close() {
+	for _, f := range []*os.File{o.log, o.old, o.exit, o.memEvents} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// openOwnFiles opens them, or returns nil (the monitor then waits for the
+// init as usual, and the host side keeps the log).
+func openOwnFiles(s *Spec) *ownFiles {
+	o := &ownFiles{}
+	var err error
+	if o.log, err = os.OpenFile(s.OwnLog.LogPath, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600); err != nil {
+		return nil
+	}
+	if o.old, err = os.OpenFile(s.OwnLog.LogPath+".1", os.O_CREATE|os.O_RDWR, 0o600); err != nil {
+		o.close()
+		return nil
+	}
+	if o.exit, err = os.OpenFile(s.OwnLog.ExitPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err != nil {
+		o.close()
+		return nil
+	}
+	if s.CgroupPath != "" {
+		o.memEvents, _ = os.Open(filepath.Join(s.CgroupPath, "memory.events"))
+	}
+	return o
 }
 
 // runInit starts the container's PID 1 in its own namespaces and waits
 // for it, forwarding signals.
-func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels map[string]string, lean bool) (int, error) {
+func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels map[string]string, lean bool, own *ownFiles) (int, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return ExitSetup, err
@@ -248,10 +289,23 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels
 		bypassSock = userns.ExtraFile(s.NetBypassExtra(), "bypass")
 		cmd.ExtraFiles = append(cmd.ExtraFiles, bypassSock)
 	}
+	if own != nil {
+		// fd 7: the log, 8: the rotated log, 9: the exit file, 10: the
+		// cgroup's memory.events (cinit's detached.go).
+		defer own.close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles[:3], bypassSock, own.log, own.old, own.exit, own.memEvents)
+		proc.OwnLog, proc.LogMax, proc.MemEvents = true, s.OwnLog.Max, own.memEvents != nil
+		// One P: fewer per-P caches and threads in a process that waits.
+		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
+	}
 	// The network namespace is the monitor's own (made by the host side),
 	// where the user-mode network is already configured.
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: unix.SIGKILL}
+	if own != nil {
+		// The init outlives us: it is the container.
+		cmd.SysProcAttr.Pdeathsig = 0
+	}
 	s.KeepID.nest(cmd.SysProcAttr)
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwarded...)
@@ -287,6 +341,14 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels
 	if n, _ := startedR.Read(one[:]); n == 1 {
 		_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid, StopSignal: stopSignal,
 			Process: &ResolvedProcess{Args: proc.Args, Env: proc.Env, Cwd: proc.Cwd, User: proc.User, Labels: labels}})
+		if own != nil {
+			// The init keeps the container alone from now on. Nothing is
+			// undone on the way out (no deferred function runs): our
+			// mounts live on in its mount namespace, and the run files
+			// are removed by whoever sees the container ended.
+			_ = ctl.Send(Message{Event: EventHandoff})
+			os.Exit(0)
+		}
 		if lean {
 			// Nothing is left to do but wait: become the small waiter
 			// (this is the main thread, which forked the init). Our
@@ -326,6 +388,9 @@ const (
 	EventReady    = "ready"     // the image is there: set up the network now
 	EventStarted  = "started"
 	EventExited   = "exited" // the container's init ended; OOMKilled tells why
+	// EventHandoff: the init keeps the container alone (Spec.OwnLog); the
+	// monitor exits now, and the host side must too, leaving the cgroup.
+	EventHandoff = "handoff"
 )
 
 var errNeedPull = errors.New("image must be pulled first")

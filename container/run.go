@@ -54,6 +54,12 @@ type RunIO struct {
 	RestartCount int
 	Restart      func(code int) bool
 	Restarting   bool
+	// HandedOff is set on return when the container's init keeps the
+	// container alone (Spec.OwnLog): the container still runs. CgroupDir
+	// is then the cgroupfs directory to remove once it has ended ("" with
+	// systemd, which collects the scope).
+	HandedOff bool
+	CgroupDir string
 }
 
 // StartInfo is what the host half learns when the container starts.
@@ -198,7 +204,13 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 		_ = child.Cmd.Wait()
 		return ExitSetup, err
 	}
-	defer func() { _ = cg.Remove(); _ = cg.Close() }()
+	var handedOff atomic.Bool
+	defer func() {
+		if !handedOff.Load() {
+			_ = cg.Remove()
+		}
+		_ = cg.Close()
+	}()
 	s.CgroupPath = cg.Path()
 	if err := child.Ctl.Send(Message{Spec: s}); err != nil {
 		_ = child.Cmd.Process.Kill()
@@ -234,6 +246,8 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 				rio.OnStart(StartInfo{MonitorPid: child.Cmd.Process.Pid, InitPid: m.Pid, StopSignal: m.StopSignal, Process: m.Process})
 			case m.Event == EventExited:
 				rio.OOMKilled = m.OOMKilled
+			case m.Event == EventHandoff:
+				handedOff.Store(true)
 			}
 		}
 	}()
@@ -251,6 +265,12 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 	case <-time.After(2 * time.Second):
 	}
 	child.Ctl.Close()
+	if handedOff.Load() {
+		rio.HandedOff = true
+		if cg.Manager() == "cgroupfs" {
+			rio.CgroupDir = cg.Top()
+		}
+	}
 	if needPull.Load() {
 		return ExitSetup, errNeedPull
 	}
