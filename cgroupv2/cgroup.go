@@ -86,9 +86,16 @@ func (c *Cgroup) Top() string {
 	return c.top
 }
 
-// RemoveDir removes a cgroupfs directory Setup made (Top), killing what
-// still runs in it, once its owner has gone without removing it.
-func RemoveDir(dir string) error { return removeTree(dir) }
+// RemoveLeft removes a cgroup Setup made whose owner went away without
+// removing it: the scope unit (Unit; stopped, which kills what still runs
+// in it, and its failed state reset), else the cgroupfs directory (Top).
+// Safe when it is gone already.
+func RemoveLeft(unit, dir string) error {
+	if unit == "" && dir == "" {
+		return nil
+	}
+	return (&Cgroup{unit: unit, top: dir}).Remove()
+}
 
 // Manager is "systemd" or "cgroupfs".
 func (c *Cgroup) Manager() string {

@@ -103,7 +103,7 @@ func RunRecorded(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 			if start := ProcStart(st.InitPid); start != 0 {
 				st.Pid, st.PidStart = st.InitPid, start
 			}
-			st.ExitFile, st.CgroupDir = true, rio.CgroupDir
+			st.ExitFile, st.CgroupUnit, st.CgroupDir = true, rio.CgroupUnit, rio.CgroupDir
 		})
 		return code, err
 	}

@@ -55,11 +55,11 @@ type RunIO struct {
 	Restart      func(code int) bool
 	Restarting   bool
 	// HandedOff is set on return when the container's init keeps the
-	// container alone (Spec.OwnLog): the container still runs. CgroupDir
-	// is then the cgroupfs directory to remove once it has ended ("" with
-	// systemd, which collects the scope).
-	HandedOff bool
-	CgroupDir string
+	// container alone (Spec.OwnLog): the container still runs.
+	// CgroupUnit or CgroupDir is then the cgroup to remove once it has
+	// ended (the systemd scope, or the cgroupfs directory).
+	HandedOff             bool
+	CgroupUnit, CgroupDir string
 }
 
 // StartInfo is what the host half learns when the container starts.
@@ -267,7 +267,7 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 	child.Ctl.Close()
 	if handedOff.Load() {
 		rio.HandedOff = true
-		if cg.Manager() == "cgroupfs" {
+		if rio.CgroupUnit = cg.Unit(); rio.CgroupUnit == "" {
 			rio.CgroupDir = cg.Top()
 		}
 	}

@@ -74,10 +74,11 @@ type State struct {
 	// ExitFile: the container's init keeps it alone (OneProcess), and Pid
 	// is the init's: its end is in the exit file (Dirs.ExitPath), and
 	// whoever sees it ended first removes what it leaves behind
-	// (settle), CgroupDir included (a cgroupfs directory; systemd
-	// collects its scopes).
-	ExitFile  bool   `json:"exit_file,omitempty"`
-	CgroupDir string `json:"cgroup_dir,omitempty"`
+	// (settle), its cgroup included (CgroupUnit, the systemd scope, or
+	// CgroupDir, a cgroupfs directory).
+	ExitFile   bool   `json:"exit_file,omitempty"`
+	CgroupUnit string `json:"cgroup_unit,omitempty"`
+	CgroupDir  string `json:"cgroup_dir,omitempty"`
 }
 
 // Active says whether the container has a living host-side process: it
@@ -227,7 +228,7 @@ func (d Dirs) readExit(id string, st *State) {
 
 // settle records the end of a container kept by its init alone, once the
 // init is gone, and removes what it leaves behind: the exec socket, the
-// generated /etc files, the exit file, a cgroupfs directory. Idempotent;
+// generated /etc files, the exit file, the cgroup. Idempotent;
 // the caller holds the container's lock.
 func (d Dirs) settle(id string) {
 	st, ok := d.readState(id)
@@ -237,10 +238,15 @@ func (d Dirs) settle(id string) {
 	d.readExit(id, st)
 	_ = os.Remove(filepath.Join(d.StateDir(id), "exec.sock"))
 	_ = os.RemoveAll(filepath.Join(d.StateDir(id), "etc"))
-	if dir := st.CgroupDir; dir != "" && strings.HasPrefix(filepath.Base(dir), "unroot-") {
-		_ = cgroupv2.RemoveDir(dir)
+	unit, dir := st.CgroupUnit, st.CgroupDir
+	if !strings.HasPrefix(unit, "unroot-") {
+		unit = ""
 	}
-	st.CgroupDir, st.ExitFile = "", false
+	if !strings.HasPrefix(filepath.Base(dir), "unroot-") {
+		dir = ""
+	}
+	_ = cgroupv2.RemoveLeft(unit, dir)
+	st.CgroupUnit, st.CgroupDir, st.ExitFile = "", "", false
 	if d.SaveState(id, st) == nil {
 		_ = os.Remove(d.ExitPath(id))
 	}
