@@ -3,6 +3,7 @@ package cinit
 import (
 	"encoding/json"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -78,6 +79,13 @@ func startOwnLog(p *Process) (*ownLog, error) {
 // started: the process runs with its ends of the pipes. Our own stdout
 // and stderr (the host side's pipes, which go away now) become /dev/null,
 // and the memory of the setup goes back to the system.
+//
+// From then on the collector runs only if our memory grows by
+// gcHeadroom (a memory limit with GOGC off): Go's periodic collection
+// (every two minutes, even with nothing to collect) would otherwise
+// start a worker thread and touch ~300 kB more of its metadata for good,
+// in every idle container. The log's lines reuse one buffer, so a
+// container's output alone rarely needs a collection.
 func (o *ownLog) started() {
 	o.outW.Close()
 	o.errW.Close()
@@ -87,6 +95,19 @@ func (o *ownLog) started() {
 		unix.Close(fd)
 	}
 	debug.FreeOSMemory()
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(runtimeMemory() + gcHeadroom)
+}
+
+// gcHeadroom is how much our memory may grow before a collection.
+const gcHeadroom = 4 << 20
+
+// runtimeMemory is the memory the runtime holds, as its memory limit
+// counts it: what it has mapped, less what it gave back.
+func runtimeMemory() int64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.Sys - m.HeapReleased)
 }
 
 // finish: the process exited with code. The rest of the container goes

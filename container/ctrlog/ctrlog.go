@@ -29,6 +29,7 @@ type Writer struct {
 	size int64
 	max  int64
 	errs []string // the last lines on stderr
+	buf  []byte   // the line being written
 }
 
 // Open opens the log at path for appending; rotation renames it to
@@ -103,7 +104,10 @@ func (l *Writer) Write(stream string, line []byte, partial bool) {
 	if partial {
 		tag = "P"
 	}
-	b := make([]byte, 0, len(line)+64)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// One buffer for every line (no garbage per line), up to a long line.
+	b := l.buf[:0]
 	b = time.Now().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, ' ')
 	b = append(b, stream...)
@@ -112,8 +116,9 @@ func (l *Writer) Write(stream string, line []byte, partial bool) {
 	b = append(b, ' ')
 	b = append(b, line...)
 	b = append(b, '\n')
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	if cap(b) <= 64<<10 {
+		l.buf = b
+	}
 	if stream == "stderr" {
 		l.errs = append(l.errs, string(line))
 		if len(l.errs) > 3 {
