@@ -53,6 +53,18 @@ func readRunState(t *testing.T, s *sandbox, id string) runState {
 	return st
 }
 
+// waitInitAlone waits until the container's state names its init as its
+// process, the host side and the monitor gone, and returns the state.
+func waitInitAlone(t *testing.T, s *sandbox, id string) runState {
+	t.Helper()
+	var st runState
+	eventually(t, "the init alone", 20*time.Second, func() bool {
+		st = readRunState(t, s, id)
+		return st.MonitorPid == 0 && st.Pid != 0 && st.Pid == st.InitPid
+	})
+	return st
+}
+
 // A detached --net=none container is kept by its init alone once it runs:
 // the detached host process and the monitor exit, the init writes and
 // rotates the log and records the exit code; ps, logs, logs -f, wait,
@@ -64,11 +76,7 @@ func TestLifecycleOneProcess(t *testing.T) {
 	id := s.run("run", "-d", "--tls-verify=false", "--net=none", "--name", "one", busybox(), "sh", "-c",
 		`echo hello; echo oops >&2; yes | head -n 300000; echo marker-end; trap "echo got TERM; exit 7" TERM; while true; do sleep 0.2; done`).ok(t).out()
 	first := readRunState(t, s, id)
-	var st runState
-	eventually(t, "the host-side processes to exit", 20*time.Second, func() bool {
-		st = readRunState(t, s, id)
-		return st.MonitorPid == 0 && st.Pid != 0 && st.Pid == st.InitPid
-	})
+	st := waitInitAlone(t, s, id)
 	if !st.ExitFile {
 		t.Errorf("state.json: exit_file not set: %+v", st)
 	}
@@ -82,7 +90,7 @@ func TestLifecycleOneProcess(t *testing.T) {
 	}
 	// One unroot process: the init; above it none of ours, below it the
 	// container's own.
-	if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", st.Pid)); filepath.Base(exe) != "unroot-init" && !strings.HasPrefix(filepath.Base(exe), "unroot-init") {
+	if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", st.Pid)); !strings.HasPrefix(filepath.Base(exe), "unroot-init") {
 		t.Errorf("the container's process %d runs %s, want unroot-init", st.Pid, exe)
 	}
 	for p := parentOf(st.Pid); p > 1; p = parentOf(p) {
@@ -160,10 +168,7 @@ func TestLifecycleOneProcess(t *testing.T) {
 
 	// start again, then kill -9 of the init: exited (137), and it starts.
 	s.run("start", "one").ok(t)
-	eventually(t, "the init alone again", 20*time.Second, func() bool {
-		st = readRunState(t, s, id)
-		return st.MonitorPid == 0 && st.Pid != 0 && st.Pid == st.InitPid
-	})
+	st = waitInitAlone(t, s, id)
 	if got := psLine(t, s, "one"); !strings.HasPrefix(got, "one Up") {
 		t.Errorf("ps after start: %q", got)
 	}
@@ -177,10 +182,7 @@ func TestLifecycleOneProcess(t *testing.T) {
 		t.Errorf("wait after kill -9: %q", got)
 	}
 	s.run("start", "one").ok(t)
-	eventually(t, "the init alone again", 20*time.Second, func() bool {
-		st = readRunState(t, s, id)
-		return st.MonitorPid == 0 && st.Pid != 0 && st.Pid == st.InitPid
-	})
+	waitInitAlone(t, s, id)
 	s.run("exec", "one", "true").ok(t)
 	s.run("rm", "-f", "one", "short").ok(t)
 	if got := s.run("ps", "-aq").ok(t).out(); got != "" {
