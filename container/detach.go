@@ -71,6 +71,18 @@ func RunRecorded(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 		update(func(st *State) {
 			st.MonitorPid, st.InitPid, st.StopSignal = si.MonitorPid, si.InitPid, si.StopSignal
 			st.StartedAt = time.Now()
+			st.Pid, st.PidStart = self, start
+			st.ExitFile, st.CgroupUnit, st.CgroupDir = false, "", ""
+			if si.OwnLog {
+				// The init is the process that lives exactly as long as
+				// the container: it records the end in the exit file
+				// (LoadState reads it).
+				st.Pid, st.PidStart = 0, 0
+				if start := ProcStart(si.InitPid); start != 0 {
+					st.Pid, st.PidStart = si.InitPid, start
+				}
+				st.ExitFile, st.CgroupUnit, st.CgroupDir = true, si.CgroupUnit, si.CgroupDir
+			}
 		})
 		if si.Process != nil && (c.Process == nil || !slices.Equal(c.Process.Args, si.Process.Args)) {
 			// Recorded once: ps and inspect show the command as run.
@@ -95,15 +107,11 @@ func RunRecorded(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 	}
 	code, err := RunWith(ctx, c.Spec, rio)
 	if rio.HandedOff {
-		// The init keeps the container alone: it is the process that
-		// lives exactly as long as the container, and it will record the
-		// end in the exit file (LoadState reads it).
+		// The init keeps the container alone (recorded at its start).
 		update(func(st *State) {
-			st.Pid, st.PidStart, st.MonitorPid = 0, 0, 0
-			if start := ProcStart(st.InitPid); start != 0 {
-				st.Pid, st.PidStart = st.InitPid, start
+			if st.ExitFile {
+				st.MonitorPid = 0
 			}
-			st.ExitFile, st.CgroupUnit, st.CgroupDir = true, rio.CgroupUnit, rio.CgroupDir
 		})
 		return code, err
 	}

@@ -56,10 +56,7 @@ type RunIO struct {
 	Restarting   bool
 	// HandedOff is set on return when the container's init keeps the
 	// container alone (Spec.OwnLog): the container still runs.
-	// CgroupUnit or CgroupDir is then the cgroup to remove once it has
-	// ended (the systemd scope, or the cgroupfs directory).
-	HandedOff             bool
-	CgroupUnit, CgroupDir string
+	HandedOff bool
 }
 
 // StartInfo is what the host half learns when the container starts.
@@ -69,6 +66,13 @@ type StartInfo struct {
 	// Process: the command, environment, directory and user, resolved
 	// with the image's config.
 	Process *ResolvedProcess
+	// OwnLog: the init writes the log and the exit file and will keep the
+	// container alone (Spec.OwnLog); it is the container's process from
+	// now on. CgroupUnit or CgroupDir is then the cgroup to remove once
+	// the container has ended (the systemd scope, or the cgroupfs
+	// directory). A second call without OwnLog takes that back.
+	OwnLog                bool
+	CgroupUnit, CgroupDir string
 }
 
 // ResolvedProcess is the container's main process as it was started.
@@ -242,8 +246,19 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 				return
 			}
 			switch {
-			case m.Event == EventStarted && rio.OnStart != nil:
-				rio.OnStart(StartInfo{MonitorPid: child.Cmd.Process.Pid, InitPid: m.Pid, StopSignal: m.StopSignal, Process: m.Process})
+			case m.Event == EventStarted:
+				si := StartInfo{MonitorPid: child.Cmd.Process.Pid, InitPid: m.Pid, StopSignal: m.StopSignal, Process: m.Process, OwnLog: m.OwnLog}
+				if m.OwnLog {
+					if si.CgroupUnit = cg.Unit(); si.CgroupUnit == "" {
+						si.CgroupDir = cg.Top()
+					}
+				}
+				if rio.OnStart != nil {
+					rio.OnStart(si)
+				}
+				if m.OwnLog {
+					_ = child.Ctl.Send(Message{Event: EventRecorded})
+				}
 			case m.Event == EventExited:
 				rio.OOMKilled = m.OOMKilled
 			case m.Event == EventHandoff:
@@ -265,12 +280,7 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 	case <-time.After(2 * time.Second):
 	}
 	child.Ctl.Close()
-	if handedOff.Load() {
-		rio.HandedOff = true
-		if rio.CgroupUnit = cg.Unit(); rio.CgroupUnit == "" {
-			rio.CgroupDir = cg.Top()
-		}
-	}
+	rio.HandedOff = handedOff.Load()
 	if needPull.Load() {
 		return ExitSetup, errNeedPull
 	}

@@ -26,6 +26,11 @@ const (
 	// initMemEventsFD (with Process.MemEvents): the container's cgroup's
 	// memory.events, for OOMKilled.
 	initMemEventsFD = 10
+	// initHandoffFD is a socket to the monitor: once the host side has
+	// recorded us as the container's process, the monitor asks us to
+	// drop our parent-death signal (the monitor is about to exit), and we
+	// answer y or n.
+	initHandoffFD = 11
 )
 
 // ExitInfo is what the init writes into the exit file when the container
@@ -47,7 +52,7 @@ type ownLog struct {
 const logBuf = 16 << 10
 
 func closeOwnFDs() {
-	for fd := initLogFD; fd <= initMemEventsFD; fd++ {
+	for fd := initLogFD; fd <= initHandoffFD; fd++ {
 		unix.CloseOnExec(fd)
 	}
 }
@@ -108,6 +113,23 @@ func runtimeMemory() int64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.Sys - m.HeapReleased)
+}
+
+// handoff waits for the monitor's request and drops our parent-death
+// signal. It is set on the thread the monitor forked, our main thread
+// (cmd/unroot-init locks the main goroutine to it): we must be on it.
+func (o *ownLog) handoff() {
+	f := os.NewFile(initHandoffFD, "handoff")
+	defer f.Close()
+	var b [1]byte
+	if n, _ := f.Read(b[:]); n != 1 {
+		return // the monitor is gone, and we with it
+	}
+	answer := []byte{'n'}
+	if unix.Gettid() == unix.Getpid() && unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0) == nil {
+		answer[0] = 'y'
+	}
+	_, _ = f.Write(answer)
 }
 
 // finish: the process exited with code. The rest of the container goes

@@ -148,6 +148,9 @@ func Main() int {
 		_, _ = started.Write([]byte{1})
 		started.Close()
 	}
+	if own != nil {
+		own.handoff()
+	}
 	jobs := make(chan *execJob)
 	if execFD >= 0 {
 		go serveExec(execFD, jobs)
