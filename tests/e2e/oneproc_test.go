@@ -107,6 +107,22 @@ func TestLifecycleOneProcess(t *testing.T) {
 		t.Errorf("ps: %q", got)
 	}
 	s.run("exec", "one", "echo", "from-exec").ok(t).wantOut(t, "from-exec")
+	// The init's log and exit files stay its own: no process of the
+	// container has them (close-on-exec), and PID 1's are out of reach
+	// (not dumpable).
+	fr := s.run("exec", "one", "sh", "-c", "for p in /proc/[0-9]*; do ls -l $p/fd/; done; readlink /proc/1/fd/7")
+	if strings.Contains(fr.stdout, "ctr.log") || strings.Contains(fr.stdout, "exit.json") || !strings.Contains(fr.stdout, "pipe:") || fr.code == 0 {
+		t.Errorf("the init's descriptors leak into the container:\n%s", fr)
+	}
+	// top and cp reach the container through its init too.
+	if r := s.run("top", "one").ok(t); !strings.Contains(r.stdout, "sleep") {
+		t.Errorf("top:\n%s", r)
+	}
+	out := filepath.Join(s.home, "copied-hostname")
+	s.run("cp", "one:/etc/hostname", out).ok(t)
+	if b, err := os.ReadFile(out); err != nil || len(b) == 0 {
+		t.Errorf("cp from the container: %v %q", err, b)
+	}
 
 	// The log, written and rotated by the init.
 	eventually(t, "the whole output in the log", 30*time.Second, func() bool {
