@@ -448,11 +448,9 @@ bench_burst() {
 	fi
 }
 
-# subtree_pss PID...: the PSS in kB of each PID and all its descendants
-# (smaps_rollup: shared pages are split among the processes sharing them).
-subtree_pss() {
-	local pids
-	pids=$(ps -e -o pid=,ppid= | awk -v roots="$*" '
+# subtree_pids PID...: each PID and all its descendants.
+subtree_pids() {
+	ps -e -o pid=,ppid= | awk -v roots="$*" '
 		{ kids[$2] = kids[$2] " " $1 }
 		END {
 			n = split(roots, stack, " ")
@@ -461,14 +459,27 @@ subtree_pss() {
 				k = split(kids[p], c, " ")
 				for (i = 1; i <= k; i++) stack[++n] = c[i]
 			}
-		}')
+		}'
+}
+
+# subtree_pss_except COMM PID...: the PSS in kB of each PID and all its
+# descendants (smaps_rollup: shared pages are split among the processes
+# sharing them), leaving out the processes named COMM ("" for none: the
+# container's own main process, to count what the tool adds).
+subtree_pss_except() {
+	local comm=$1
+	shift
 	local p total=0 v
-	for p in $pids; do
+	for p in $(subtree_pids "$@"); do
+		[[ -n $comm && $(cat "/proc/$p/comm" 2>/dev/null) == "$comm" ]] && continue
 		v=$(awk '$1 == "Pss:" { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null) || v=0
 		total=$((total + ${v:-0}))
 	done
 	echo "$total"
 }
+
+# subtree_pss PID...: the PSS in kB of each PID and all its descendants.
+subtree_pss() { subtree_pss_except "" "$@"; }
 
 IDLE_STARTED=0
 idle_cleanup() {
@@ -485,7 +496,7 @@ bench_idle() {
 	local n=${UNROOT_BENCH_IDLE_N:-200} img=$ADDR/busybox tool
 	IDLE_STARTED=1
 	idle_cleanup
-	local -A start_s=() pss=() ps_ms=()
+	local -A start_s=() pss=() extra=() ps_ms=()
 	local -A cmd=(
 		[unroot]="$UNROOT run -d --net=none --name bench-idle-{} $img sleep 1000000"
 		[podman]="podman --runtime runc run -d --network=none --name bench-idle-{} $img sleep 1000000"
@@ -500,9 +511,11 @@ bench_idle() {
 			die "idle: starting $n $tool containers failed"
 		t1=$(date +%s%N)
 		start_s[$tool]=$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.1f", d / 1e9 }')
-		sleep 5 # let the last ones settle (lean monitors exec'd, runc gone)
-		# The processes each container added: unroot's detached process and
-		# everything below it (lean monitor, init, sleep); podman's conmon and
+		sleep 5 # let the last ones settle (host-side processes gone, runc gone)
+		# The processes each container added: what unroot's state.json names
+		# and everything below it (the container's init and the sleep once
+		# the init keeps the container alone; else the detached process, the
+		# lean monitor, the init and the sleep); podman's conmon and
 		# everything below it (the sleep: runc is gone once it started).
 		local roots=()
 		if [[ $tool == unroot ]]; then
@@ -517,7 +530,11 @@ bench_idle() {
 		local total
 		total=$(subtree_pss "${roots[@]}")
 		pss[$tool]=$((total / ${#roots[@]}))
-		log "idle: $tool, $n containers started in ${start_s[$tool]} s, PSS $total kB in all, ${pss[$tool]} kB per container"
+		# The extra memory the tool adds: all that but the sleep itself.
+		local ex
+		ex=$(subtree_pss_except sleep "${roots[@]}")
+		extra[$tool]=$((ex / ${#roots[@]}))
+		log "idle: $tool, $n containers started in ${start_s[$tool]} s, PSS $total kB in all, ${pss[$tool]} kB per container, ${extra[$tool]} kB of it not the sleep"
 	done
 	# podman's rootless pause process holds its user namespace for all
 	# its containers: shared, reported on its own.
@@ -529,16 +546,16 @@ bench_idle() {
 	load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 	idle_cleanup
 	cp "$OUT/idle-ps.json" "$RESULTS/LATEST-idle-ps.json"
-	local table="| tool | PSS per container kB | start of $n containers (4 at a time) s | \`ps -a\` median ms |"$'\n'"|---|---:|---:|---:|"
+	local table="| tool | PSS per container kB | extra per container kB (all but the sleep) | start of $n containers (4 at a time) s | \`ps -a\` median ms |"$'\n'"|---|---:|---:|---:|---:|"
 	for tool in unroot podman; do
-		table+=$'\n'"| $tool | ${pss[$tool]} | ${start_s[$tool]} | $(median_of "$OUT/idle-ps.csv" "$tool") |"
+		table+=$'\n'"| $tool | ${pss[$tool]} | ${extra[$tool]} | ${start_s[$tool]} | $(median_of "$OUT/idle-ps.csv" "$tool") |"
 	done
 	echo
 	echo "idle: $n idle busybox containers per tool (load average $load_before -> $load_after)"
 	echo "$table"
 	echo "podman's pause process (shared by all its containers): PSS $pause_pss kB"
 	md "## idle: $n detached \`sleep 1000000\` containers per tool" "" \
-		"Each tool starts $n busybox containers (\`run -d\`, no network, 4 at a time), then the PSS (\`/proc/PID/smaps_rollup\`, shared pages split among their users) of every process each container added is summed: for unroot the detached host process and everything below it (the lean monitor, the container's init, the sleep); for podman conmon and everything below it (the sleep; runc has exited). podman's rootless pause process, shared by all its containers, is not in the figure: $pause_pss kB in all. Then \`ps -a\` with the $n containers listed, $runs runs (hyperfine). Load average $load_before before, $load_after after." "" \
+		"Each tool starts $n busybox containers (\`run -d\`, no network, 4 at a time), then the PSS (\`/proc/PID/smaps_rollup\`, shared pages split among their users) of every process each container added is summed: for unroot the process its state names and everything below it (the container's init, which keeps a --net=none container alone, and the sleep); for podman conmon and everything below it (the sleep; runc has exited). \"extra\" is the same sum without the sleep: the memory the tool adds to the container's own process. podman's rootless pause process, shared by all its containers, is not in the figure: $pause_pss kB in all. Then \`ps -a\` with the $n containers listed, $runs runs (hyperfine). Load average $load_before before, $load_after after." "" \
 		"$table" ""
 }
 

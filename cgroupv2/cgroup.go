@@ -77,6 +77,26 @@ func (c *Cgroup) Unit() string {
 	return c.unit
 }
 
+// Top is the scope's or the cgroupfs unroot-<ID> directory: with Nest,
+// the parent of Path.
+func (c *Cgroup) Top() string {
+	if c == nil {
+		return ""
+	}
+	return c.top
+}
+
+// RemoveLeft removes a cgroup Setup made whose owner went away without
+// removing it: the scope unit (Unit; stopped, which kills what still runs
+// in it, and its failed state reset), else the cgroupfs directory (Top).
+// Safe when it is gone already.
+func RemoveLeft(unit, dir string) error {
+	if unit == "" && dir == "" {
+		return nil
+	}
+	return (&Cgroup{unit: unit, top: dir}).Remove()
+}
+
 // Manager is "systemd" or "cgroupfs".
 func (c *Cgroup) Manager() string {
 	if c == nil {

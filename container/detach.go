@@ -1,7 +1,6 @@
 package container
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unroot/unroot/container/ctrlog"
 	"github.com/unroot/unroot/container/enginebin"
 	"github.com/unroot/unroot/slirp"
 )
@@ -32,7 +32,7 @@ const (
 )
 
 // MaxLogSize is the size at which the log is rotated (one old file kept).
-var MaxLogSize int64 = 10 << 20
+var MaxLogSize = ctrlog.MaxSize
 
 // RunRecorded runs a recorded container in this process (the host half),
 // keeping its state file up to date.
@@ -71,6 +71,18 @@ func RunRecorded(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 		update(func(st *State) {
 			st.MonitorPid, st.InitPid, st.StopSignal = si.MonitorPid, si.InitPid, si.StopSignal
 			st.StartedAt = time.Now()
+			st.Pid, st.PidStart = self, start
+			st.ExitFile, st.CgroupUnit, st.CgroupDir = false, "", ""
+			if si.OwnLog {
+				// The init is the process that lives exactly as long as
+				// the container: it records the end in the exit file
+				// (LoadState reads it).
+				st.Pid, st.PidStart = 0, 0
+				if start := ProcStart(si.InitPid); start != 0 {
+					st.Pid, st.PidStart = si.InitPid, start
+				}
+				st.ExitFile, st.CgroupUnit, st.CgroupDir = true, si.CgroupUnit, si.CgroupDir
+			}
 		})
 		if si.Process != nil && (c.Process == nil || !slices.Equal(c.Process.Args, si.Process.Args)) {
 			// Recorded once: ps and inspect show the command as run.
@@ -94,6 +106,15 @@ func RunRecorded(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 		}
 	}
 	code, err := RunWith(ctx, c.Spec, rio)
+	if rio.HandedOff {
+		// The init keeps the container alone (recorded at its start).
+		update(func(st *State) {
+			if st.ExitFile {
+				st.MonitorPid = 0
+			}
+		})
+		return code, err
+	}
 	// A lean monitor left these behind.
 	_ = os.Remove(filepath.Join(d.StateDir(id), "exec.sock"))
 	_ = os.RemoveAll(filepath.Join(d.StateDir(id), "etc"))
@@ -128,7 +149,7 @@ func RunAttached(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 	if err != nil {
 		return ExitSetup, fmt.Errorf("opening the container's log: %w", err)
 	}
-	defer lf.close()
+	defer lf.Close()
 	var wg sync.WaitGroup
 	var ours []*os.File
 	tee := func(stream string, to *os.File) (*os.File, error) {
@@ -152,7 +173,7 @@ func RunAttached(ctx context.Context, d Dirs, c *Config, rio *RunIO) (int, error
 			r.Close()
 			pw.Close()
 		}()
-		go func() { defer wg.Done(); lf.copy(stream, pr) }()
+		go func() { defer wg.Done(); lf.Copy(stream, pr, logBuf) }()
 		return w, nil
 	}
 	if rio.Stdout, err = tee("stdout", rio.Stdout); err == nil {
@@ -199,6 +220,32 @@ func (b *bestEffort) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// OwnLog is where the init of a container it keeps alone writes the log
+// (rotated at Max into LogPath.1) and its end (ExitPath, cinit.ExitInfo).
+type OwnLog struct {
+	LogPath  string `json:"log_path"`
+	ExitPath string `json:"exit_path"`
+	Max      int64  `json:"max"`
+}
+
+// OneProcess says whether a detached container is left to its init alone
+// once it runs: its log and its end are written by the init, and the
+// host-side process and the monitor exit, so that an idle container costs
+// one small process. That takes a network with nothing on the host side
+// (none, host), no restart policy (the host-side process carries it out),
+// no stdin to keep open (-i: attach), no terminal and no --rm (the
+// monitor removes the container). UNROOT_ONE_PROCESS=0 turns it off.
+func OneProcess(s *Spec) bool {
+	if os.Getenv("UNROOT_ONE_PROCESS") == "0" {
+		return false
+	}
+	return (s.Net == "none" || s.Net == "host") && len(s.Publish) == 0 &&
+		!s.Restart.Any() && !s.Stdin && !s.Tty && !s.Remove
+}
+
+// ExitPath is the exit file the init of a one-process container writes.
+func (d Dirs) ExitPath(id string) string { return filepath.Join(d.StateDir(id), "exit.json") }
+
 // detachedBinary is the program of a detached container's host process:
 // the lite engine (no gvisor stack, ~7 MB less per container) when the
 // container's network does not need the stack and the user-facing binary
@@ -229,6 +276,7 @@ func StartDetached(d Dirs, c *Config) error {
 	if err != nil {
 		return err
 	}
+	d.settle(c.ID)
 	if st := d.LoadState(c.ID); st.Active() {
 		unlock()
 		return fmt.Errorf("container %s is already running", c.Name)
@@ -337,6 +385,9 @@ func DetachedMain() int {
 	}
 	d.Run = c.Spec.RunDir
 	c.Spec.LeanMonitor = !c.Spec.Remove && os.Getenv("UNROOT_LEAN_MONITOR") != "0"
+	if OneProcess(c.Spec) {
+		c.Spec.OwnLog = &OwnLog{LogPath: d.LogPath(id), ExitPath: d.ExitPath(id), Max: MaxLogSize}
+	}
 	os.Unsetenv(EnvDetached)
 	os.Unsetenv(envDetachedData)
 	lf, err := openLog(d.LogPath(id))
@@ -344,7 +395,7 @@ func DetachedMain() int {
 		sayOnce(fmt.Sprintf("opening the container's log: %v", err))
 		return ExitSetup
 	}
-	defer lf.close()
+	defer lf.Close()
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		sayOnce(err.Error())
@@ -357,8 +408,8 @@ func DetachedMain() int {
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); lf.copy("stdout", outR) }()
-	go func() { defer wg.Done(); lf.copy("stderr", errR) }()
+	go func() { defer wg.Done(); lf.Copy("stdout", outR, logBuf) }()
+	go func() { defer wg.Done(); lf.Copy("stderr", errR, logBuf) }()
 	devnull, _ := os.Open(os.DevNull)
 	stdin := devnull
 	if c.Spec.Stdin {
@@ -415,11 +466,11 @@ func DetachedMain() int {
 	drainLog(&wg)
 	if err != nil {
 		sayOnce(fmt.Sprintf("fail %d %s", ExitSetup, err))
-		lf.write("stderr", []byte("unroot: "+err.Error()), false)
+		lf.Write("stderr", []byte("unroot: "+err.Error()), false)
 	} else {
 		// e.g. the command is not found (127): what the init said.
 		msg := fmt.Sprintf("the container exited with status %d before it was started", code)
-		if last := lf.lastErrors(); last != "" {
+		if last := lf.LastErrors(); last != "" {
 			msg = strings.TrimPrefix(last, "unroot: ")
 		}
 		sayOnce(fmt.Sprintf("fail %d %s (unroot logs %s)", code, msg, c.Name))
@@ -427,115 +478,16 @@ func DetachedMain() int {
 	return 0
 }
 
-// logFile writes the k8s-file format (what Podman and CRI-O write):
-// "2006-01-02T15:04:05.999999999Z07:00 stdout F text", P for a partial line.
-type logFile struct {
-	mu   sync.Mutex
-	path string
-	f    *os.File
-	size int64
-	errs []string // the last lines on stderr
-}
-
-func (l *logFile) lastErrors() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.errs, "; ")
-}
-
-func openLog(path string) (*logFile, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &logFile{path: path, f: f, size: st.Size()}, nil
-}
-
-func (l *logFile) close() { l.mu.Lock(); l.f.Close(); l.mu.Unlock() }
-
-func (l *logFile) copy(stream string, r io.ReadCloser) {
-	defer r.Close()
-	br := bufio.NewReaderSize(r, 16<<10)
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			full := line[len(line)-1] == '\n'
-			if full {
-				line = line[:len(line)-1]
-			}
-			l.write(stream, line, !full)
-		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return
-		}
-	}
-}
-
-func (l *logFile) write(stream string, line []byte, partial bool) {
-	tag := "F"
-	if partial {
-		tag = "P"
-	}
-	b := make([]byte, 0, len(line)+64)
-	b = time.Now().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, ' ')
-	b = append(b, stream...)
-	b = append(b, ' ')
-	b = append(b, tag...)
-	b = append(b, ' ')
-	b = append(b, line...)
-	b = append(b, '\n')
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if stream == "stderr" {
-		l.errs = append(l.errs, string(line))
-		if len(l.errs) > 3 {
-			l.errs = l.errs[1:]
-		}
-	}
-	if l.size+int64(len(b)) > MaxLogSize && l.size > 0 {
-		// One rotation: ctr.log -> ctr.log.1.
-		if err := os.Rename(l.path, l.path+".1"); err == nil {
-			if f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err == nil {
-				l.f.Close()
-				l.f, l.size = f, 0
-			}
-		}
-	}
-	n, _ := l.f.Write(b)
-	l.size += int64(n)
-}
+func openLog(path string) (*ctrlog.Writer, error) { return ctrlog.Open(path, MaxLogSize) }
 
 // LogLine is one line of a container's log.
-type LogLine struct {
-	Time    time.Time
-	Stream  string
-	Partial bool
-	Text    string
-}
+type LogLine = ctrlog.Line
 
 // ParseLogLine parses one k8s-file log line.
-func ParseLogLine(s string) (LogLine, bool) {
-	ts, rest, ok := strings.Cut(s, " ")
-	if !ok {
-		return LogLine{}, false
-	}
-	t, err := time.Parse(time.RFC3339Nano, ts)
-	if err != nil {
-		return LogLine{}, false
-	}
-	stream, rest, ok := strings.Cut(rest, " ")
-	if !ok {
-		return LogLine{}, false
-	}
-	tag, text, _ := strings.Cut(rest, " ")
-	return LogLine{Time: t, Stream: stream, Partial: tag == "P", Text: text}, true
-}
+func ParseLogLine(s string) (LogLine, bool) { return ctrlog.Parse(s) }
+
+// logBuf bounds a log line: longer ones are written in partial pieces.
+const logBuf = 16 << 10
 
 // WaitExit waits until the container is no longer running nor waiting to
 // be restarted, or the timeout passes (0: forever), and returns its state.

@@ -39,6 +39,10 @@ type Message struct {
 	Process    *ResolvedProcess `json:"process,omitempty"`
 	// OOMKilled comes with EventExited.
 	OOMKilled bool `json:"oom_killed,omitempty"`
+	// OwnLog, with EventStarted: the init keeps the log and the exit file
+	// and is about to be left alone (Spec.OwnLog): the host side records
+	// it as the container's process and answers EventRecorded.
+	OwnLog bool `json:"own_log,omitempty"`
 }
 
 // MonitorMain runs as root in unroot's user namespace. It owns the store
@@ -200,12 +204,74 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	// (gvisor's tap pump, the builtin port forwarder): they would end
 	// with its exec.
 	lean := s.LeanMonitor && (netCfg == nil || !netCfg.NeedsMonitor())
-	return runInit(s, proc, ctl, stopSignal, MergeLabels(labels, s.Labels), lean)
+	// With no network on our side at all, the init can be left alone.
+	var own *ownFiles
+	self, _ := os.Executable()
+	if s.OwnLog != nil && netCfg == nil && initbin.Path(s.RunDir, self) != self {
+		// Only the small init binary, whose main goroutine is locked to
+		// its main thread (where the parent-death signal is), can drop
+		// that signal.
+		own = openOwnFiles(s)
+	}
+	return runInit(s, proc, ctl, stopSignal, MergeLabels(labels, s.Labels), lean, own)
+}
+
+// ownFiles are the descriptors of an init that keeps its container alone
+// (cinit's detached.go says which is which).
+type ownFiles struct {
+	log, old, exit, memEvents *os.File
+	// hand is our end of the handoff socket, initHand the init's.
+	hand, initHand *os.File
+}
+
+func (o *ownFiles) close() {
+	for _, f := range []*os.File{o.log, o.old, o.exit, o.memEvents, o.hand, o.initHand} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// handoff asks the init to drop its parent-death signal, so that it
+// outlives us, and says whether it did.
+func (o *ownFiles) handoff() bool {
+	if _, err := o.hand.Write([]byte{1}); err != nil {
+		return false
+	}
+	var b [1]byte
+	n, _ := o.hand.Read(b[:])
+	return n == 1 && b[0] == 'y'
+}
+
+// openOwnFiles opens them, or returns nil (the monitor then waits for the
+// init as usual, and the host side keeps the log).
+func openOwnFiles(s *Spec) *ownFiles {
+	o := &ownFiles{}
+	var err error
+	if o.log, err = os.OpenFile(s.OwnLog.LogPath, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600); err != nil {
+		return nil
+	}
+	if o.old, err = os.OpenFile(s.OwnLog.LogPath+".1", os.O_CREATE|os.O_RDWR, 0o600); err != nil {
+		o.close()
+		return nil
+	}
+	if o.exit, err = os.OpenFile(s.OwnLog.ExitPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err != nil {
+		o.close()
+		return nil
+	}
+	if s.CgroupPath != "" {
+		o.memEvents, _ = os.Open(filepath.Join(s.CgroupPath, "memory.events"))
+	}
+	if o.hand, o.initHand, err = userns.SocketPair(); err != nil {
+		o.close()
+		return nil
+	}
+	return o
 }
 
 // runInit starts the container's PID 1 in its own namespaces and waits
 // for it, forwarding signals.
-func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels map[string]string, lean bool) (int, error) {
+func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels map[string]string, lean bool, own *ownFiles) (int, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return ExitSetup, err
@@ -244,6 +310,16 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels
 		bypassSock = userns.ExtraFile(s.NetBypassExtra(), "bypass")
 		cmd.ExtraFiles = append(cmd.ExtraFiles, bypassSock)
 	}
+	if own != nil {
+		// fd 7: the log, 8: the rotated log, 9: the exit file, 10: the
+		// cgroup's memory.events, 11: the handoff socket (cinit's
+		// detached.go).
+		defer own.close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles[:3], bypassSock, own.log, own.old, own.exit, own.memEvents, own.initHand)
+		proc.OwnLog, proc.LogMax, proc.MemEvents = true, s.OwnLog.Max, own.memEvents != nil
+		// One P: fewer per-P caches and threads in a process that waits.
+		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
+	}
 	// The network namespace is the monitor's own (made by the host side),
 	// where the user-mode network is already configured.
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
@@ -281,8 +357,30 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels
 	// that cannot be executed is a failure to start, as in Docker).
 	var one [1]byte
 	if n, _ := startedR.Read(one[:]); n == 1 {
-		_ = ctl.Send(Message{Event: EventStarted, Pid: cmd.Process.Pid, StopSignal: stopSignal,
-			Process: &ResolvedProcess{Args: proc.Args, Env: proc.Env, Cwd: proc.Cwd, User: proc.User, Labels: labels}})
+		started := Message{Event: EventStarted, Pid: cmd.Process.Pid, StopSignal: stopSignal, OwnLog: own != nil,
+			Process: &ResolvedProcess{Args: proc.Args, Env: proc.Env, Cwd: proc.Cwd, User: proc.User, Labels: labels}}
+		_ = ctl.Send(started)
+		if own != nil {
+			// Once the host side has recorded the init as the container's
+			// process, the init drops its parent-death signal and keeps
+			// the container alone. Until then a death of the host side
+			// takes us and the init along, as always: no container runs
+			// unrecorded.
+			var ack Message
+			if ctl.Recv(&ack) == nil && ack.Event == EventRecorded && own.handoff() {
+				// Nothing is undone on the way out (no deferred function
+				// runs): our mounts live on in the init's mount
+				// namespace, and the run files are removed by whoever
+				// sees the container ended.
+				_ = ctl.Send(Message{Event: EventHandoff})
+				os.Exit(0)
+			}
+			// We stay: the host side records the end as usual, and the
+			// init, reading EOF, goes on.
+			own.hand.Close()
+			started.OwnLog = false
+			_ = ctl.Send(started)
+		}
 		if lean {
 			// Nothing is left to do but wait: become the small waiter
 			// (this is the main thread, which forked the init). Our
@@ -322,6 +420,12 @@ const (
 	EventReady    = "ready"     // the image is there: set up the network now
 	EventStarted  = "started"
 	EventExited   = "exited" // the container's init ended; OOMKilled tells why
+	// EventRecorded (host side to monitor): the start with OwnLog is
+	// recorded. EventHandoff: the init keeps the container alone
+	// (Spec.OwnLog); the monitor exits now, and the host side must too,
+	// leaving the cgroup.
+	EventRecorded = "recorded"
+	EventHandoff  = "handoff"
 )
 
 var errNeedPull = errors.New("image must be pulled first")

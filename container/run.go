@@ -54,6 +54,9 @@ type RunIO struct {
 	RestartCount int
 	Restart      func(code int) bool
 	Restarting   bool
+	// HandedOff is set on return when the container's init keeps the
+	// container alone (Spec.OwnLog): the container still runs.
+	HandedOff bool
 }
 
 // StartInfo is what the host half learns when the container starts.
@@ -63,6 +66,13 @@ type StartInfo struct {
 	// Process: the command, environment, directory and user, resolved
 	// with the image's config.
 	Process *ResolvedProcess
+	// OwnLog: the init writes the log and the exit file and will keep the
+	// container alone (Spec.OwnLog); it is the container's process from
+	// now on. CgroupUnit or CgroupDir is then the cgroup to remove once
+	// the container has ended (the systemd scope, or the cgroupfs
+	// directory). A second call without OwnLog takes that back.
+	OwnLog                bool
+	CgroupUnit, CgroupDir string
 }
 
 // ResolvedProcess is the container's main process as it was started.
@@ -198,7 +208,13 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 		_ = child.Cmd.Wait()
 		return ExitSetup, err
 	}
-	defer func() { _ = cg.Remove(); _ = cg.Close() }()
+	var handedOff atomic.Bool
+	defer func() {
+		if !handedOff.Load() {
+			_ = cg.Remove()
+		}
+		_ = cg.Close()
+	}()
 	s.CgroupPath = cg.Path()
 	if err := child.Ctl.Send(Message{Spec: s}); err != nil {
 		_ = child.Cmd.Process.Kill()
@@ -230,10 +246,23 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 				return
 			}
 			switch {
-			case m.Event == EventStarted && rio.OnStart != nil:
-				rio.OnStart(StartInfo{MonitorPid: child.Cmd.Process.Pid, InitPid: m.Pid, StopSignal: m.StopSignal, Process: m.Process})
+			case m.Event == EventStarted:
+				si := StartInfo{MonitorPid: child.Cmd.Process.Pid, InitPid: m.Pid, StopSignal: m.StopSignal, Process: m.Process, OwnLog: m.OwnLog}
+				if m.OwnLog {
+					if si.CgroupUnit = cg.Unit(); si.CgroupUnit == "" {
+						si.CgroupDir = cg.Top()
+					}
+				}
+				if rio.OnStart != nil {
+					rio.OnStart(si)
+				}
+				if m.OwnLog {
+					_ = child.Ctl.Send(Message{Event: EventRecorded})
+				}
 			case m.Event == EventExited:
 				rio.OOMKilled = m.OOMKilled
+			case m.Event == EventHandoff:
+				handedOff.Store(true)
 			}
 		}
 	}()
@@ -251,6 +280,7 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 	case <-time.After(2 * time.Second):
 	}
 	child.Ctl.Close()
+	rio.HandedOff = handedOff.Load()
 	if needPull.Load() {
 		return ExitSetup, errNeedPull
 	}

@@ -71,6 +71,11 @@ type Spec struct {
 	// LeanMonitor: once the container runs, the monitor re-executes itself
 	// as the small waiter (a detached container that is not --rm).
 	LeanMonitor bool `json:"lean_monitor,omitempty"`
+	// OwnLog: once the container runs, its init is its only unroot
+	// process: it writes the log and the exit file itself, and the
+	// monitor and the host side exit (see OneProcess). Set by the
+	// detached process.
+	OwnLog *OwnLog `json:"own_log,omitempty"`
 	// StopSignal: --stop-signal (else the image's, else SIGTERM).
 	StopSignal string `json:"stop_signal,omitempty"`
 	// SignalsFromTTY: the user's terminal delivers INT/QUIT/TSTP to the

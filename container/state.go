@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unroot/unroot/cgroupv2"
+	"github.com/unroot/unroot/container/cinit"
 	"github.com/unroot/unroot/slirp"
 )
 
@@ -69,6 +71,14 @@ type State struct {
 	// ManuallyStopped: stop or kill by the user, which the restart policy
 	// must not undo.
 	ManuallyStopped bool `json:"manually_stopped,omitempty"`
+	// ExitFile: the container's init keeps it alone (OneProcess), and Pid
+	// is the init's: its end is in the exit file (Dirs.ExitPath), and
+	// whoever sees it ended first removes what it leaves behind
+	// (settle), its cgroup included (CgroupUnit, the systemd scope, or
+	// CgroupDir, a cgroupfs directory).
+	ExitFile   bool   `json:"exit_file,omitempty"`
+	CgroupUnit string `json:"cgroup_unit,omitempty"`
+	CgroupDir  string `json:"cgroup_dir,omitempty"`
 }
 
 // Active says whether the container has a living host-side process: it
@@ -157,19 +167,89 @@ func (d Dirs) SaveState(id string, st *State) error {
 // LoadState reads the run state and checks it against the living
 // processes: a container whose host-side process is gone (kill -9, a
 // reboot that emptied the run directory) is reported exited, code unknown.
+//
+// A container kept by its init alone (State.ExitFile) ended with the code
+// in its exit file; the first caller that can take the container's lock
+// at once records that in the state and removes what the container left
+// behind (settle). Callers holding the lock get the same answer, without
+// the clean-up.
 func (d Dirs) LoadState(id string) *State {
+	st, ok := d.readState(id)
+	if !ok {
+		return &State{Status: StatusExited, ExitCode: -1, Unknown: true}
+	}
+	if st.Status == StatusExited || Alive(st.Pid, st.PidStart) {
+		return st
+	}
+	if st.ExitFile {
+		if unlock, err := tryFlock(filepath.Join(d.ConfigDir(id), "lock")); err == nil {
+			d.settle(id)
+			unlock()
+			if st, ok := d.readState(id); ok && st.Status == StatusExited {
+				return st
+			}
+		}
+		d.readExit(id, st)
+		return st
+	}
+	st.Status = StatusExited
+	st.ExitCode = -1
+	st.Unknown = true
+	st.InitPid, st.MonitorPid = 0, 0
+	return st
+}
+
+func (d Dirs) readState(id string) (*State, bool) {
 	var st State
 	b, err := os.ReadFile(filepath.Join(d.StateDir(id), "state.json"))
 	if err != nil || json.Unmarshal(b, &st) != nil {
-		return &State{Status: StatusExited, ExitCode: -1, Unknown: true}
+		return nil, false
 	}
-	if st.Status != StatusExited && !Alive(st.Pid, st.PidStart) {
-		st.Status = StatusExited
-		st.ExitCode = -1
-		st.Unknown = true
-		st.InitPid, st.MonitorPid = 0, 0
+	return &st, true
+}
+
+// readExit turns the state of a container whose init has ended into its
+// end, from the exit file. An init that could not write it was killed
+// (SIGKILL: it catches everything else), which is Docker's 137.
+func (d Dirs) readExit(id string, st *State) {
+	st.Status = StatusExited
+	st.Pid, st.PidStart, st.MonitorPid, st.InitPid = 0, 0, 0, 0
+	st.Ports = nil
+	var info cinit.ExitInfo
+	if b, err := os.ReadFile(d.ExitPath(id)); err == nil && json.Unmarshal(b, &info) == nil {
+		st.ExitCode, st.FinishedAt, st.OOMKilled = info.ExitCode, info.FinishedAt, info.OOMKilled
+		return
 	}
-	return &st
+	st.ExitCode = 128 + int(unix.SIGKILL)
+	if st.FinishedAt.IsZero() {
+		st.FinishedAt = time.Now()
+	}
+}
+
+// settle records the end of a container kept by its init alone, once the
+// init is gone, and removes what it leaves behind: the exec socket, the
+// generated /etc files, the exit file, the cgroup. Idempotent;
+// the caller holds the container's lock.
+func (d Dirs) settle(id string) {
+	st, ok := d.readState(id)
+	if !ok || !st.ExitFile || st.Status == StatusExited || Alive(st.Pid, st.PidStart) {
+		return
+	}
+	d.readExit(id, st)
+	_ = os.Remove(filepath.Join(d.StateDir(id), "exec.sock"))
+	_ = os.RemoveAll(filepath.Join(d.StateDir(id), "etc"))
+	unit, dir := st.CgroupUnit, st.CgroupDir
+	if !strings.HasPrefix(unit, "unroot-") {
+		unit = ""
+	}
+	if !strings.HasPrefix(filepath.Base(dir), "unroot-") {
+		dir = ""
+	}
+	_ = cgroupv2.RemoveLeft(unit, dir)
+	st.CgroupUnit, st.CgroupDir, st.ExitFile = "", "", false
+	if d.SaveState(id, st) == nil {
+		_ = os.Remove(d.ExitPath(id))
+	}
 }
 
 // Lock takes the per-container lock (flock on <config dir>/lock); every
@@ -183,7 +263,13 @@ func (d Dirs) LockAll() (unlock func(), err error) {
 	return flock(filepath.Join(d.Data, "containers", ".lock"))
 }
 
-func flock(path string) (func(), error) {
+func flock(path string) (func(), error) { return lockFile(path, 0) }
+
+// tryFlock is flock that fails at once when the lock is taken (by
+// another process, or by this one through another descriptor).
+func tryFlock(path string) (func(), error) { return lockFile(path, unix.LOCK_NB) }
+
+func lockFile(path string, how int) (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
@@ -192,7 +278,7 @@ func flock(path string) (func(), error) {
 		return nil, err
 	}
 	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|how)
 		if err != unix.EINTR {
 			break
 		}
@@ -266,8 +352,10 @@ func (d Dirs) NameInUse(name string) bool {
 	return false
 }
 
-// Remove forgets a container (config, logs, state).
+// Remove forgets a container (config, logs, state); the caller holds
+// its lock.
 func (d Dirs) Remove(id string) error {
+	d.settle(id)
 	_ = os.RemoveAll(d.StateDir(id))
 	return os.RemoveAll(d.ConfigDir(id))
 }

@@ -1,12 +1,16 @@
 package container
 
 import (
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unroot/unroot/container/cinit"
 )
 
 func TestStateFindAndLiveness(t *testing.T) {
@@ -107,12 +111,12 @@ func TestLogFormat(t *testing.T) {
 	}
 	r, w, _ := os.Pipe()
 	done := make(chan struct{})
-	go func() { lf.copy("stdout", r); close(done) }()
+	go func() { lf.Copy("stdout", r, logBuf); close(done) }()
 	_, _ = w.WriteString("one\ntwo\n" + strings.Repeat("x", 50) + "\nlast without newline")
 	w.Close()
 	<-done
-	lf.write("stderr", []byte("err"), false)
-	lf.close()
+	lf.Write("stderr", []byte("err"), false)
+	lf.Close()
 	var lines []LogLine
 	for _, p := range []string{path + ".1", path} {
 		b, _ := os.ReadFile(p)
@@ -150,5 +154,126 @@ func TestSignalByName(t *testing.T) {
 		if _, err := SignalByName(bad); err == nil {
 			t.Errorf("SignalByName(%q) accepted", bad)
 		}
+	}
+}
+
+// A container kept by its init alone: the exit file the init wrote is the
+// truth once the init is gone, and the first reader that can take the
+// lock records it and removes what the container left behind.
+func TestStateExitFile(t *testing.T) {
+	d := Dirs{Data: t.TempDir(), Run: t.TempDir()}
+	id := "e" + strings.Repeat("1", 63)
+	if err := d.SaveConfig(&Config{ID: id, Name: "one", Created: time.Now(), Spec: &Spec{}}); err != nil {
+		t.Fatal(err)
+	}
+	// A dead pid: a child that has been reaped.
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := cmd.Process.Pid
+	me := os.Getpid()
+	leftovers := func() {
+		t.Helper()
+		_ = os.MkdirAll(filepath.Join(d.StateDir(id), "etc"), 0o700)
+		_ = os.WriteFile(filepath.Join(d.StateDir(id), "etc", "hosts"), nil, 0o600)
+		_ = os.WriteFile(filepath.Join(d.StateDir(id), "exec.sock"), nil, 0o600)
+	}
+	running := &State{Status: StatusRunning, Pid: me, PidStart: ProcStart(me), InitPid: me, ExitFile: true, StartedAt: time.Now()}
+
+	// The init runs: running, whatever the exit file says.
+	if err := d.SaveState(id, running); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(d.ExitPath(id), nil, 0o600)
+	if st := d.LoadState(id); st.Status != StatusRunning || st.Pid != me {
+		t.Errorf("live init: %+v", st)
+	}
+
+	// It ended and wrote its exit code.
+	ended := *running
+	ended.Pid, ended.PidStart, ended.InitPid = dead, 0, dead
+	_ = d.SaveState(id, &ended)
+	leftovers()
+	fin := time.Now().Add(-time.Minute).Round(time.Second)
+	b, _ := json.Marshal(cinit.ExitInfo{ExitCode: 7, FinishedAt: fin, OOMKilled: true})
+	_ = os.WriteFile(d.ExitPath(id), b, 0o600)
+	// Under the lock (as RunRecorded and StartDetached read it): the
+	// truth, but nothing is changed.
+	unlock, err := d.Lock(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := d.LoadState(id)
+	if st.Status != StatusExited || st.ExitCode != 7 || !st.OOMKilled || !st.FinishedAt.Equal(fin) || st.Pid != 0 || st.InitPid != 0 || st.Unknown {
+		t.Errorf("ended init, lock held: %+v", st)
+	}
+	if _, err := os.Stat(d.ExitPath(id)); err != nil {
+		t.Errorf("the exit file went while the lock was held: %v", err)
+	}
+	unlock()
+	// Without the lock: recorded, and the leftovers removed.
+	st = d.LoadState(id)
+	if st.Status != StatusExited || st.ExitCode != 7 || !st.OOMKilled || st.ExitFile {
+		t.Errorf("ended init: %+v", st)
+	}
+	for _, f := range []string{"etc", "exec.sock", "exit.json"} {
+		if _, err := os.Lstat(filepath.Join(d.StateDir(id), f)); err == nil {
+			t.Errorf("%s left behind", f)
+		}
+	}
+	if raw, ok := d.readState(id); !ok || raw.Status != StatusExited || raw.ExitCode != 7 {
+		t.Errorf("state.json after settling: %+v", raw)
+	}
+	// Idempotent.
+	d.settle(id)
+	if st := d.LoadState(id); st.Status != StatusExited || st.ExitCode != 7 {
+		t.Errorf("settled twice: %+v", st)
+	}
+
+	// Killed before it could write anything (SIGKILL): 137.
+	_ = d.SaveState(id, &ended)
+	_ = os.WriteFile(d.ExitPath(id), nil, 0o600)
+	if st := d.LoadState(id); st.Status != StatusExited || st.ExitCode != 137 || st.Unknown {
+		t.Errorf("killed init: %+v", st)
+	}
+	// The end of a container without an exit file stays unknown.
+	_ = d.SaveState(id, &State{Status: StatusRunning, Pid: dead})
+	if st := d.LoadState(id); st.Status != StatusExited || !st.Unknown {
+		t.Errorf("host-side process gone: %+v", st)
+	}
+	// Remove settles too (and removes everything).
+	_ = d.SaveState(id, &ended)
+	leftovers()
+	if err := d.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(d.StateDir(id)); err == nil {
+		t.Error("Remove left the state directory")
+	}
+}
+
+func TestOneProcessRule(t *testing.T) {
+	for _, c := range []struct {
+		s    Spec
+		want bool
+	}{
+		{Spec{Net: "none"}, true},
+		{Spec{Net: "host"}, true},
+		{Spec{Net: "auto"}, false},
+		{Spec{Net: "pasta"}, false},
+		{Spec{Net: "none", Stdin: true}, false},
+		{Spec{Net: "none", Tty: true}, false},
+		{Spec{Net: "none", Remove: true}, false},
+		{Spec{Net: "none", Restart: RestartPolicy{Name: "no"}}, true},
+		{Spec{Net: "none", Restart: RestartPolicy{Name: "always"}}, false},
+	} {
+		if got := OneProcess(&c.s); got != c.want {
+			t.Errorf("OneProcess(%+v) = %v", c.s, got)
+		}
+	}
+	t.Setenv("UNROOT_ONE_PROCESS", "0")
+	if OneProcess(&Spec{Net: "none"}) {
+		t.Error("UNROOT_ONE_PROCESS=0 does not turn it off")
 	}
 }

@@ -5,8 +5,14 @@ package main
 
 import (
 	"os"
+	"runtime"
 
 	"github.com/unroot/unroot/container/cinit"
 )
+
+// The main goroutine runs on the main thread, the one the monitor forked:
+// the init's parent-death signal is that thread's, and the init of a
+// container it keeps alone drops it from there (cinit's detached.go).
+func init() { runtime.LockOSThread() }
 
 func main() { os.Exit(cinit.Run()) }

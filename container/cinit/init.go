@@ -58,6 +58,15 @@ type Process struct {
 	// Scratch (StageDirect only): the writable layer to make and mount
 	// (at Rootfs).
 	Scratch *Scratch `json:"scratch,omitempty"`
+	// OwnLog: this init is the container's only unroot process once the
+	// container runs: it writes the log (rotated at LogMax) and the exit
+	// file itself (the descriptors of detached.go), and MemEvents says
+	// whether it has its cgroup's memory.events for OOMKilled.
+	OwnLog    bool  `json:"own_log,omitempty"`
+	LogMax    int64 `json:"log_max,omitempty"`
+	MemEvents bool  `json:"mem_events,omitempty"`
+	// stdio: the process's stdin, stdout and stderr when not ours.
+	stdio []*os.File
 }
 
 // StageInit is the stage name of the container's init process.
@@ -89,6 +98,7 @@ func Main() int {
 	// Only the container's init may hold this: not the process.
 	unix.CloseOnExec(initStartedFD)
 	unix.CloseOnExec(initBypassFD)
+	closeOwnFDs()
 	var p Process
 	f := os.NewFile(initSpecFD, "spec")
 	if err := json.NewDecoder(f).Decode(&p); err != nil {
@@ -138,6 +148,13 @@ func run(p *Process, sigs chan os.Signal, caught func()) int {
 		return fail(ExitSetup, fmt.Errorf("setting the hostname: %w", err))
 	}
 	trace.Mark("init: pivoted, masked")
+	var own *ownLog
+	if p.OwnLog {
+		var err error
+		if own, err = startOwnLog(p); err != nil {
+			return fail(ExitSetup, fmt.Errorf("opening the container's log: %w", err))
+		}
+	}
 	cmd, code, err := prepareProcess(p)
 	if err != nil {
 		return fail(code, err)
@@ -151,15 +168,25 @@ func run(p *Process, sigs chan os.Signal, caught func()) int {
 	}
 	trace.Mark("init: process started")
 	closeStdio(cmd)
+	if own != nil {
+		own.started()
+	}
 	if started := os.NewFile(initStartedFD, "started"); started != nil {
 		_, _ = started.Write([]byte{1})
 		started.Close()
+	}
+	if own != nil {
+		own.handoff()
 	}
 	jobs := make(chan *execJob)
 	if execFD >= 0 {
 		go serveExec(execFD, jobs)
 	}
-	return reap(cmd.Process.Pid, sigs, jobs, p)
+	code = reap(cmd.Process.Pid, sigs, jobs, p)
+	if own != nil {
+		own.finish(p, code)
+	}
+	return code
 }
 
 // prepareProcess resolves the user, working directory and executable, and
@@ -176,6 +203,9 @@ func prepareProcess(p *Process) (*exec.Cmd, int, error) {
 		// A session of its own: signals from the user's terminal reach it
 		// once, through us.
 		stdio = []*os.File{os.Stdin, os.Stdout, os.Stderr}
+		if p.stdio != nil {
+			stdio = p.stdio
+		}
 	}
 	cmd, master, code, err := buildProcess(p, stdio, p.Tty)
 	if err != nil {

@@ -83,6 +83,11 @@ func OOMKilledIn(dir string) bool {
 	if err != nil {
 		return false
 	}
+	return oomKill(b)
+}
+
+// oomKill reads memory.events: whether oom_kill is not 0.
+func oomKill(b []byte) bool {
 	for _, l := range strings.Split(string(b), "\n") {
 		if k, v, ok := strings.Cut(l, " "); ok && k == "oom_kill" && v != "0" {
 			return true

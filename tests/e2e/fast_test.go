@@ -114,7 +114,8 @@ func TestRunDetachedLiteEngine(t *testing.T) {
 	s := sandboxFor(t, nil)
 	s.pull(busybox())
 	for net, wantLite := range map[string]bool{"none": true, "gvisor": false} {
-		id := s.run("run", "-d", "--net="+net, busybox(), "sleep", "60").ok(t).out()
+		// Not the one-process model, where the init alone remains.
+		id := s.runWith(runOpts{env: []string{"UNROOT_ONE_PROCESS=0"}}, "run", "-d", "--net="+net, busybox(), "sleep", "60").ok(t).out()
 		defer s.run("rm", "-f", id)
 		data, err := os.ReadFile(filepath.Join(s.runtimeDir, "unroot", "containers", id, "state.json"))
 		if err != nil {

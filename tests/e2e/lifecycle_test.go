@@ -738,4 +738,11 @@ func TestLifecycleIdleMemory(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second)
 	t.Logf("idle busybox containers: %s", pssReport(t, s, 3))
+	// --net=none: the init alone (OneProcess).
+	s.run("rm", "-f", "idle0", "idle1", "idle2").ok(t)
+	for i := range 5 {
+		s.run("run", "-d", "--tls-verify=false", "--net=none", "--name", fmt.Sprintf("none%d", i), busybox(), "sleep", "1000").ok(t)
+	}
+	time.Sleep(2 * time.Second)
+	t.Logf("idle busybox containers, --net=none: %s", pssReport(t, s, 5))
 }
