@@ -154,6 +154,7 @@ cleanup() {
 	fi
 	# A run stopped half-way must not leave idle containers running.
 	((IDLE_STARTED)) && idle_cleanup
+	restore_keys
 	net_stop_server
 	stop_podman_pause
 	rm -f "$RESULTS/LATEST.md.tmp"
@@ -482,6 +483,17 @@ subtree_pss_except() {
 subtree_pss() { subtree_pss_except "" "$@"; }
 
 IDLE_STARTED=0
+# restore_keys puts back the key quotas bench_idle raised.
+KEYS_SAVED=""
+restore_keys() {
+	if [[ -n $KEYS_SAVED ]]; then
+		read -r k b <<<"$KEYS_SAVED"
+		echo "$k" >/proc/sys/kernel/keys/maxkeys
+		echo "$b" >/proc/sys/kernel/keys/maxbytes
+		KEYS_SAVED=""
+	fi
+}
+
 idle_cleanup() {
 	local ids
 	ids=$(as_user "$UNROOT" ps -aq --no-trunc --filter name=^bench-idle- 2>/dev/null) || true
@@ -496,6 +508,17 @@ bench_idle() {
 	local n=${UNROOT_BENCH_IDLE_N:-200} img=$ADDR/busybox tool
 	IDLE_STARTED=1
 	idle_cleanup
+	# runc gives every container a session keyring, and the kernel's
+	# per-user default (200 keys) stops podman short of 200 containers
+	# ("unable to create session key: disk quota exceeded"); unroot makes
+	# none. Raised for the run, as a machine hosting that many would.
+	local keys_note=""
+	if [[ -w /proc/sys/kernel/keys/maxkeys ]] && (($(cat /proc/sys/kernel/keys/maxkeys) < 2 * n + 50)); then
+		KEYS_SAVED="$(cat /proc/sys/kernel/keys/maxkeys) $(cat /proc/sys/kernel/keys/maxbytes)"
+		echo $((4 * n + 200)) >/proc/sys/kernel/keys/maxkeys
+		echo $((400 * n + 20000)) >/proc/sys/kernel/keys/maxbytes
+		keys_note=" kernel.keys.maxkeys/maxbytes were raised to $((4 * n + 200))/$((400 * n + 20000)) for the run (runc makes a session keyring per container; the default per-user quota of 200 keys stops podman short of 200 containers)."
+	fi
 	local -A start_s=() pss=() extra=() ps_ms=()
 	local -A cmd=(
 		[unroot]="$UNROOT run -d --net=none --name bench-idle-{} $img sleep 1000000"
@@ -545,6 +568,7 @@ bench_idle() {
 		-n unroot "$UNROOT ps -a" -n podman "podman ps -a" >&2
 	load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 	idle_cleanup
+	restore_keys
 	cp "$OUT/idle-ps.json" "$RESULTS/LATEST-idle-ps.json"
 	local table="| tool | PSS per container kB | extra per container kB (all but the sleep) | start of $n containers (4 at a time) s | \`ps -a\` median ms |"$'\n'"|---|---:|---:|---:|---:|"
 	for tool in unroot podman; do
@@ -555,7 +579,7 @@ bench_idle() {
 	echo "$table"
 	echo "podman's pause process (shared by all its containers): PSS $pause_pss kB"
 	md "## idle: $n detached \`sleep 1000000\` containers per tool" "" \
-		"Each tool starts $n busybox containers (\`run -d\`, no network, 4 at a time), then the PSS (\`/proc/PID/smaps_rollup\`, shared pages split among their users) of every process each container added is summed: for unroot the process its state names and everything below it (the container's init, which keeps a --net=none container alone, and the sleep); for podman conmon and everything below it (the sleep; runc has exited). \"extra\" is the same sum without the sleep: the memory the tool adds to the container's own process. podman's rootless pause process, shared by all its containers, is not in the figure: $pause_pss kB in all. Then \`ps -a\` with the $n containers listed, $runs runs (hyperfine). Load average $load_before before, $load_after after." "" \
+		"Each tool starts $n busybox containers (\`run -d\`, no network, 4 at a time), then the PSS (\`/proc/PID/smaps_rollup\`, shared pages split among their users) of every process each container added is summed: for unroot the process its state names and everything below it (the container's init, which keeps a --net=none container alone, and the sleep); for podman conmon and everything below it (the sleep; runc has exited). \"extra\" is the same sum without the sleep: the memory the tool adds to the container's own process. podman's rootless pause process, shared by all its containers, is not in the figure: $pause_pss kB in all. Then \`ps -a\` with the $n containers listed, $runs runs (hyperfine). Load average $load_before before, $load_after after.$keys_note" "" \
 		"$table" ""
 }
 
