@@ -402,13 +402,54 @@ func Signal(st *State, sig syscall.Signal) error {
 		return fmt.Errorf("the container is not running")
 	}
 	if st.InitPid > 0 {
-		if err := unix.Kill(st.InitPid, sig); err == nil {
+		target := st.InitPid
+		if st.ExitFile && sig != unix.SIGKILL {
+			// An init that keeps its container alone catches no signal
+			// (cinit's quiet.go): they go to the process, as Docker sends
+			// them to its PID 1.
+			if p := MainProcess(st.InitPid); p > 0 {
+				target = p
+			}
+		}
+		if err := unix.Kill(target, sig); err == nil {
 			return nil
 		}
 	}
 	// Not started yet: the host-side process relays what it can catch
 	// (and dies of SIGKILL, taking the container with it).
 	return unix.Kill(st.Pid, sig)
+}
+
+// MainProcess returns the host pid of the container's process: the
+// first child its init (initPid) started, the others being `exec`s; 0
+// when it is gone.
+func MainProcess(initPid int) int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	best, bestStart := 0, uint64(0)
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ... starttime (field 22); comm may hold
+		// anything but the last ")".
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 20 || f[1] != strconv.Itoa(initPid) {
+			continue
+		}
+		start, _ := strconv.ParseUint(f[19], 10, 64)
+		if best == 0 || start < bestStart || start == bestStart && pid < best {
+			best, bestStart = pid, start
+		}
+	}
+	return best
 }
 
 var (

@@ -277,3 +277,29 @@ func TestOneProcessRule(t *testing.T) {
 		t.Error("UNROOT_ONE_PROCESS=0 does not turn it off")
 	}
 }
+
+// The container's process is its init's first child; later ones are
+// execs.
+func TestMainProcessIsTheFirstChild(t *testing.T) {
+	var cmds []*exec.Cmd
+	for i := 0; i < 3; i++ {
+		c := exec.Command("sleep", "10")
+		if err := c.Start(); err != nil {
+			t.Skip(err)
+		}
+		cmds = append(cmds, c)
+		time.Sleep(20 * time.Millisecond) // distinct start times (clock ticks)
+	}
+	defer func() {
+		for _, c := range cmds {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	}()
+	if got := MainProcess(os.Getpid()); got != cmds[0].Process.Pid {
+		t.Errorf("MainProcess = %d, want the first child %d", got, cmds[0].Process.Pid)
+	}
+	if got := MainProcess(cmds[2].Process.Pid); got != 0 {
+		t.Errorf("MainProcess of a process without children = %d", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -86,16 +87,33 @@ func listenExec(path string, uid, gid int) (int, error) {
 }
 
 // serveExec accepts exec connections and hands the requests to jobs.
-func serveExec(lfd int, jobs chan<- *execJob) {
+func serveExec(lfd int, jobs chan<- *execJob, wake func()) {
+	// Waiting in the runtime's poller, not in accept(2): an idle
+	// container's init then keeps no thread blocked for this.
+	var rc syscall.RawConn
+	if unix.SetNonblock(lfd, true) == nil {
+		rc, _ = os.NewFile(uintptr(lfd), "exec.sock").SyscallConn()
+	}
 	for {
-		cfd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+		var cfd int
+		var err error
+		if rc != nil {
+			if rerr := rc.Read(func(fd uintptr) bool {
+				cfd, _, err = unix.Accept4(int(fd), unix.SOCK_CLOEXEC)
+				return err != unix.EAGAIN
+			}); rerr != nil {
+				return
+			}
+		} else {
+			cfd, _, err = unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+		}
 		if err != nil {
 			if err == unix.EINTR || err == unix.ECONNABORTED {
 				continue
 			}
 			return
 		}
-		go handleExec(cfd, jobs)
+		go handleExec(cfd, jobs, wake)
 	}
 }
 
@@ -140,7 +158,7 @@ func RecvMsg(fd int, v any) ([]*os.File, error) {
 	return files, json.Unmarshal(buf[:n], v)
 }
 
-func handleExec(fd int, jobs chan<- *execJob) {
+func handleExec(fd int, jobs chan<- *execJob, wake func()) {
 	var req ExecRequest
 	files, err := RecvMsg(fd, &req)
 	if err == nil && req.Copy != "" {
@@ -158,6 +176,9 @@ func handleExec(fd int, jobs chan<- *execJob) {
 	}
 	job := &execJob{conn: fd, req: req, stdio: files, done: make(chan int, 1)}
 	jobs <- job
+	if wake != nil {
+		wake()
+	}
 	pid := <-job.done
 	for _, f := range files {
 		f.Close()

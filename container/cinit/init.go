@@ -108,6 +108,10 @@ func Main() int {
 	// Non-dumpable: the container's processes cannot open /proc/1/exe (the
 	// unroot binary on the host) or our file descriptors (CVE-2019-5736).
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	if p.OwnLog {
+		// Catches none (quiet.go), unless the kernel has no pidfds.
+		return run(&p, nil, nil)
+	}
 	sigs, caught := CatchSignals(Forwarded...)
 	return run(&p, sigs, caught)
 }
@@ -124,8 +128,17 @@ func CatchSignals(sigs ...os.Signal) (c chan os.Signal, caught func()) {
 }
 
 // run sets up the container for p and runs it (see Main), forwarding the
-// signals on sigs once caught returns.
+// signals on sigs once caught returns; with caught nil, it catches none
+// (quiet.go).
 func run(p *Process, sigs chan os.Signal, caught func()) int {
+	var w *waker
+	if caught == nil {
+		var err error
+		if w, err = newWaker(); err != nil {
+			return fail(ExitSetup, err)
+		}
+		caught = func() {}
+	}
 	if err := setupRootfs(p); err != nil {
 		return fail(ExitSetup, fmt.Errorf("setting up the container's filesystem: %w", err))
 	}
@@ -178,11 +191,27 @@ func run(p *Process, sigs chan os.Signal, caught func()) int {
 	if own != nil {
 		own.handoff()
 	}
-	jobs := make(chan *execJob)
-	if execFD >= 0 {
-		go serveExec(execFD, jobs)
+	// Buffered: without signals the main thread is woken (w) to take the
+	// jobs, after they are queued.
+	jobs := make(chan *execJob, 16)
+	var wake func()
+	if w != nil {
+		wake = w.wake
 	}
-	code = reap(cmd.Process.Pid, sigs, jobs, p)
+	if execFD >= 0 {
+		go serveExec(execFD, jobs, wake)
+	}
+	quiet := false
+	if w != nil {
+		code, quiet = reapQuiet(cmd.Process.Pid, jobs, w, p)
+	}
+	if !quiet {
+		if sigs == nil {
+			sigs, caught = CatchSignals(Forwarded...)
+			caught()
+		}
+		code = reap(cmd.Process.Pid, sigs, jobs, p)
+	}
 	if own != nil {
 		own.finish(p, code)
 	}
