@@ -16,6 +16,7 @@ import (
 	"go.podman.io/storage"
 
 	"github.com/unroot/unroot/fuseoverlay"
+	"github.com/unroot/unroot/container/scratch"
 	"github.com/unroot/unroot/image"
 )
 
@@ -242,6 +243,16 @@ func systemPrune(g *globals, args []string) error {
 	return withStore(g, func(store storage.Store) error {
 		var freed int64
 		var failed bool
+		// The fast path's containers run from images without the store
+		// knowing (package scratch): the layers of dead ones go, and
+		// images live ones use stay, checked under the guard rmi takes.
+		tmp := scratch.Dir(store.GraphRoot())
+		scratch.Sweep(tmp)
+		release, err := scratch.Guard(tmp, true)
+		if err != nil {
+			return err
+		}
+		defer release()
 		ctrs, err := store.Containers()
 		if err != nil {
 			return err
@@ -268,7 +279,7 @@ func systemPrune(g *globals, args []string) error {
 			return err
 		}
 		for _, img := range imgs {
-			if img.ReadOnly || inUse[img.ID] || (len(img.Names) > 0 && !*all) {
+			if img.ReadOnly || inUse[img.ID] || (len(img.Names) > 0 && !*all) || scratch.ImageInUse(tmp, img.ID) {
 				continue
 			}
 			n, _ := store.ImageSize(img.ID)

@@ -93,6 +93,11 @@ func TestRunFastPathRmiAndKill(t *testing.T) {
 	cmd := startBG(t, s, "run", "--rm", "--net=none", busybox(), "sleep", "30")
 	waitFor(t, "the fast container", func() bool { return len(fastDirs(s)) == 1 })
 	s.run("rmi", busybox()).wantCode(t, 1).wantStderr(t, "used by a running container")
+	// Nor does system prune -a take it away.
+	s.run("system", "prune", "-a").ok(t)
+	if r := s.run("images", "-q").ok(t); strings.TrimSpace(r.stdout) == "" {
+		t.Errorf("system prune -a removed the image a fast container runs from:\n%s", r)
+	}
 	// SIGKILL of unroot: its monitor and the container die with it (parent
 	// death signals), the directory stays until the next fast run.
 	_ = cmd.Process.Signal(syscall.SIGKILL)
