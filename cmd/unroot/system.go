@@ -15,8 +15,8 @@ import (
 	"github.com/docker/go-units"
 	"go.podman.io/storage"
 
-	"github.com/unroot/unroot/fuseoverlay"
 	"github.com/unroot/unroot/container/scratch"
+	"github.com/unroot/unroot/fuseoverlay"
 	"github.com/unroot/unroot/image"
 )
 
