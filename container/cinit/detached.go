@@ -1,7 +1,6 @@
 package cinit
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"runtime"
@@ -42,20 +41,14 @@ type ExitInfo struct {
 	OOMKilled  bool      `json:"oom_killed,omitempty"`
 }
 
-// ownLog copies the process's stdout and stderr, two pipes, into the log:
-// from the main thread's wait (quiet.go), where the pipes are two more
-// descriptors to poll; a goroutine per pipe would keep the runtime's
-// poller thread and their stacks in every idle container.
+// ownLog copies the process's stdout and stderr, two pipes, into the log.
 type ownLog struct {
 	w          *ctrlog.Writer
-	streams    []*logStream
+	wg         sync.WaitGroup
 	outW, errW *os.File
-	wg         sync.WaitGroup // the copies of copyInBackground
-	background bool
 }
 
-// logBuf bounds a log line: longer ones are logged in parts (partial
-// lines), as the detached host process does.
+// logBuf bounds a log line (as the detached host process does).
 const logBuf = 16 << 10
 
 func closeOwnFDs() {
@@ -65,150 +58,27 @@ func closeOwnFDs() {
 }
 
 // startOwnLog makes the pipes that will be the process's stdout and
-// stderr (p.stdio); the main thread copies them into the log.
+// stderr (p.stdio) and starts copying them into the log.
 func startOwnLog(p *Process) (*ownLog, error) {
 	w, err := ctrlog.OpenFiles(os.NewFile(initLogFD, "log"), os.NewFile(initLogOldFD, "log.1"), p.LogMax)
 	if err != nil {
 		return nil, err
 	}
 	o := &ownLog{w: w}
-	var ends []*os.File
-	for _, name := range []string{"stdout", "stderr"} {
-		var fds [2]int
-		if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
-			return nil, err
-		}
-		if err := unix.SetNonblock(fds[0], true); err != nil {
-			return nil, err
-		}
-		o.streams = append(o.streams, &logStream{name: name, fd: fds[0], buf: make([]byte, logBuf)})
-		ends = append(ends, os.NewFile(uintptr(fds[1]), name))
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
 	}
-	o.outW, o.errW = ends[0], ends[1]
-	p.stdio = []*os.File{os.Stdin, o.outW, o.errW}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	o.outW, o.errW = outW, errW
+	o.wg.Add(2)
+	go func() { defer o.wg.Done(); o.w.Copy("stdout", outR, logBuf) }()
+	go func() { defer o.wg.Done(); o.w.Copy("stderr", errR, logBuf) }()
+	p.stdio = []*os.File{os.Stdin, outW, errW}
 	return o, nil
-}
-
-// copyInBackground copies the pipes from goroutines instead (a kernel
-// without pidfds, where the main thread waits for signals).
-func (o *ownLog) copyInBackground() {
-	o.background = true
-	for _, s := range o.streams {
-		if s.fd < 0 {
-			continue
-		}
-		_ = unix.SetNonblock(s.fd, false)
-		f, name := os.NewFile(uintptr(s.fd), s.name), s.name
-		s.fd = -1
-		o.wg.Add(1)
-		go func() { defer o.wg.Done(); o.w.Copy(name, f, logBuf) }()
-	}
-}
-
-// pollFDs are the pipes still open, to poll for reading.
-func (o *ownLog) pollFDs() []unix.PollFd {
-	var fds []unix.PollFd
-	for _, s := range o.streams {
-		if s.fd >= 0 {
-			fds = append(fds, unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN})
-		}
-	}
-	return fds
-}
-
-// polled copies what the pipes among fds have to say.
-func (o *ownLog) polled(fds []unix.PollFd) {
-	for _, f := range fds {
-		if f.Revents == 0 {
-			continue
-		}
-		for _, s := range o.streams {
-			if s.fd == int(f.Fd) {
-				s.copy(o.w)
-			}
-		}
-	}
-}
-
-// drain copies the pipes until every writer is gone, for up to d.
-func (o *ownLog) drain(d time.Duration) {
-	if o.background {
-		done := make(chan struct{})
-		go func() { o.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(d):
-		}
-		return
-	}
-	end := time.Now().Add(d)
-	for {
-		fds := o.pollFDs()
-		left := time.Until(end)
-		if len(fds) == 0 || left <= 0 {
-			break
-		}
-		if _, err := unix.Poll(fds, int(left/time.Millisecond)+1); err != nil && err != unix.EINTR {
-			break
-		}
-		o.polled(fds)
-	}
-	for _, s := range o.streams {
-		if s.fd >= 0 {
-			unix.Close(s.fd)
-			s.fd = -1
-		}
-	}
-}
-
-// logStream is one of the process's output pipes, read without blocking
-// into lines of at most logBuf bytes.
-type logStream struct {
-	name string
-	fd   int // -1 once closed
-	buf  []byte
-	n    int
-}
-
-// copy reads the pipe once and logs the complete lines (and a full
-// buffer as a partial line), keeping the rest for the next read; at the
-// end of the pipe, what is left is logged as a partial line, as
-// ctrlog.Writer.Copy does. Once per wake-up: a stream that never pauses
-// must not hold up the other, nor the rest of the main thread's work.
-func (s *logStream) copy(w *ctrlog.Writer) {
-	m, err := unix.Read(s.fd, s.buf[s.n:])
-	if m > 0 {
-		s.n += m
-		s.lines(w)
-		return
-	}
-	if err == unix.EINTR || err == unix.EAGAIN {
-		return
-	}
-	if s.n > 0 {
-		w.Write(s.name, s.buf[:s.n], true)
-		s.n = 0
-	}
-	unix.Close(s.fd)
-	s.fd = -1
-}
-
-func (s *logStream) lines(w *ctrlog.Writer) {
-	start := 0
-	for {
-		i := bytes.IndexByte(s.buf[start:s.n], '\n')
-		if i < 0 {
-			break
-		}
-		w.Write(s.name, s.buf[start:start+i], false)
-		start += i + 1
-	}
-	if start == 0 && s.n == len(s.buf) {
-		w.Write(s.name, s.buf, true)
-		s.n = 0
-		return
-	}
-	s.n = copy(s.buf, s.buf[start:s.n])
 }
 
 // started: the process runs with its ends of the pipes. Our own stdout
@@ -267,7 +137,12 @@ func (o *ownLog) handoff() {
 // file the end.
 func (o *ownLog) finish(p *Process, code int) {
 	_ = unix.Kill(-1, unix.SIGKILL)
-	o.drain(2 * time.Second)
+	done := make(chan struct{})
+	go func() { o.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
 	info := ExitInfo{ExitCode: code, FinishedAt: time.Now()}
 	if p.MemEvents {
 		f := os.NewFile(initMemEventsFD, "memory.events")

@@ -198,23 +198,14 @@ func run(p *Process, sigs chan os.Signal, caught func()) int {
 	if w != nil {
 		wake = w.wake
 	}
-	if execFD >= 0 && w == nil {
+	if execFD >= 0 {
 		go serveExec(execFD, jobs, wake)
 	}
 	quiet := false
 	if w != nil {
-		code, quiet = reapQuiet(cmd.Process.Pid, jobs, w, p, own, execFD)
+		code, quiet = reapQuiet(cmd.Process.Pid, jobs, w, p)
 	}
 	if !quiet {
-		if w != nil {
-			// No pidfds: wait as the other inits do.
-			if own != nil {
-				own.copyInBackground()
-			}
-			if execFD >= 0 {
-				go serveExec(execFD, jobs, nil)
-			}
-		}
 		if sigs == nil {
 			sigs, caught = CatchSignals(Forwarded...)
 			caught()

@@ -14,9 +14,7 @@ import (
 // signals to its process instead (container.Signal), as Docker does to
 // its PID 1, and the init learns of its children's ends from pidfds,
 // waiting in poll(2) on its main thread, which it holds anyway (the
-// container's processes are forked from it); the same poll copies the
-// process's output into the log and accepts `exec` connections, so that
-// no goroutine waits in the runtime's poller (which would keep a thread).
+// container's processes are forked from it).
 
 // waker is an eventfd the exec server writes when it has queued a job
 // for the main thread.
@@ -45,20 +43,16 @@ func (w *waker) drain() {
 // to us are reaped: nothing tells us of their end without SIGCHLD.
 const orphanReap = 60 * 1000 // ms
 
-// reapQuiet is reap without signals nor goroutines: it waits for the
-// process pid, copies its output into the log (own), accepts `exec`
-// connections on lfd (-1: none) for handlers that queue jobs (waking w),
-// runs those and reports their ends, and returns the process's status. ok
-// is false, with nothing done, on a kernel without pidfds (Linux < 5.3).
-func reapQuiet(pid int, jobs chan *execJob, w *waker, p *Process, own *ownLog, lfd int) (code int, ok bool) {
+// reapQuiet is reap without signals: it waits for the process pid, runs
+// the exec jobs the server queues (waking w) and reports their ends, and
+// returns the process's status. ok is false, with nothing done, on a
+// kernel without pidfds (Linux < 5.3).
+func reapQuiet(pid int, jobs <-chan *execJob, w *waker, p *Process) (code int, ok bool) {
 	pfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return 0, false
 	}
 	defer unix.Close(pfd)
-	if lfd >= 0 && unix.SetNonblock(lfd, true) != nil {
-		lfd = -1
-	}
 	execs := map[int]int{}  // pid -> connection
 	pidfds := map[int]int{} // pid -> its pidfd
 	defer func() {
@@ -90,36 +84,15 @@ func reapQuiet(pid int, jobs chan *execJob, w *waker, p *Process, own *ownLog, l
 				_ = unix.Shutdown(conn, unix.SHUT_RDWR)
 			}
 		}
-		// poll(2) ignores a negative descriptor: lfd may be -1.
-		fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}, {Fd: int32(pfd), Events: unix.POLLIN}, {Fd: int32(lfd), Events: unix.POLLIN}}
+		fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}, {Fd: int32(pfd), Events: unix.POLLIN}}
 		for _, fd := range pidfds {
 			fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
-		}
-		var logs []unix.PollFd
-		if own != nil {
-			logs = own.pollFDs()
-			fds = append(fds, logs...)
 		}
 		if _, err := unix.Poll(fds, orphanReap); err != nil && err != unix.EINTR {
 			return ExitSetup, true
 		}
 		if fds[0].Revents != 0 {
 			w.drain()
-		}
-		if fds[2].Revents != 0 {
-			for {
-				cfd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
-				if err == unix.EINTR || err == unix.ECONNABORTED {
-					continue
-				}
-				if err != nil {
-					break
-				}
-				go handleExec(cfd, jobs, w.wake)
-			}
-		}
-		if own != nil {
-			own.polled(fds[len(fds)-len(logs):])
 		}
 	jobs:
 		for {
