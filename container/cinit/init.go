@@ -344,24 +344,8 @@ func reap(pid int, sigs chan os.Signal, jobs <-chan *execJob, p *Process) int {
 	signal.Notify(chld, unix.SIGCHLD)
 	execs := map[int]int{} // pid -> connection
 	for {
-		for {
-			var ws unix.WaitStatus
-			wpid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-			if err != nil || wpid <= 0 {
-				break
-			}
-			code := ws.ExitStatus()
-			if ws.Signaled() {
-				code = 128 + int(ws.Signal())
-			}
-			if wpid == pid {
-				return code
-			}
-			if conn, ok := execs[wpid]; ok {
-				delete(execs, wpid)
-				_ = sendReply(conn, ExecReply{Exit: &code})
-				_ = unix.Shutdown(conn, unix.SHUT_RDWR)
-			}
+		if code, done := reapEnded(pid, execs, nil); done {
+			return code
 		}
 		select {
 		case sig := <-sigs:
@@ -371,6 +355,34 @@ func reap(pid int, sigs chan os.Signal, jobs <-chan *execJob, p *Process) int {
 			if epid := startExec(p, job); epid > 0 && !job.req.Detach {
 				execs[epid] = job.conn
 			}
+		}
+	}
+}
+
+// reapEnded reaps every child that ended: it answers the `exec` clients
+// of those in execs (pid -> connection) and calls ended for each other
+// one; done is true, with its status, once the process pid is among them.
+func reapEnded(pid int, execs map[int]int, ended func(pid int)) (code int, done bool) {
+	for {
+		var ws unix.WaitStatus
+		wpid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err != nil || wpid <= 0 {
+			return 0, false
+		}
+		c := ws.ExitStatus()
+		if ws.Signaled() {
+			c = 128 + int(ws.Signal())
+		}
+		if wpid == pid {
+			return c, true
+		}
+		if ended != nil {
+			ended(wpid)
+		}
+		if conn, ok := execs[wpid]; ok {
+			delete(execs, wpid)
+			_ = sendReply(conn, ExecReply{Exit: &c})
+			_ = unix.Shutdown(conn, unix.SHUT_RDWR)
 		}
 	}
 }

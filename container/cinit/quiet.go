@@ -61,28 +61,13 @@ func reapQuiet(pid int, jobs <-chan *execJob, w *waker, p *Process) (code int, o
 		}
 	}()
 	for {
-		for {
-			var ws unix.WaitStatus
-			wpid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-			if err != nil || wpid <= 0 {
-				break
-			}
-			c := ws.ExitStatus()
-			if ws.Signaled() {
-				c = 128 + int(ws.Signal())
-			}
-			if wpid == pid {
-				return c, true
-			}
+		if c, done := reapEnded(pid, execs, func(wpid int) {
 			if fd, ok := pidfds[wpid]; ok {
 				unix.Close(fd)
 				delete(pidfds, wpid)
 			}
-			if conn, ok := execs[wpid]; ok {
-				delete(execs, wpid)
-				_ = sendReply(conn, ExecReply{Exit: &c})
-				_ = unix.Shutdown(conn, unix.SHUT_RDWR)
-			}
+		}); done {
+			return c, true
 		}
 		fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}, {Fd: int32(pfd), Events: unix.POLLIN}}
 		for _, fd := range pidfds {
