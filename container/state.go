@@ -424,32 +424,13 @@ func Signal(st *State, sig syscall.Signal) error {
 // first child its init (initPid) started, the others being `exec`s; 0
 // when it is gone.
 func MainProcess(initPid int) int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	best, bestStart := 0, uint64(0)
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ... starttime (field 22); comm may hold
-		// anything but the last ")".
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		if len(f) < 20 || f[1] != strconv.Itoa(initPid) {
-			continue
-		}
-		start, _ := strconv.ParseUint(f[19], 10, 64)
-		if best == 0 || start < bestStart || start == bestStart && pid < best {
-			best, bestStart = pid, start
+	best := ProcInfo{}
+	for _, p := range Descendants(initPid) {
+		if p.PPid == initPid && (best.Pid == 0 || p.Start.Before(best.Start) || p.Start.Equal(best.Start) && p.Pid < best.Pid) {
+			best = p
 		}
 	}
-	return best
+	return best.Pid
 }
 
 var (

@@ -142,28 +142,6 @@ func TestRunDetachedLiteEngine(t *testing.T) {
 	}
 }
 
-// children lists the pids whose parent is pid.
-func children(pid int) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		c, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, not ")".
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
 func comm(pid int) string {
 	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
 	return strings.TrimSpace(string(b))
@@ -185,12 +163,12 @@ func TestRunFastPathDirectInit(t *testing.T) {
 		cmd := startBG(t, s, args...)
 		var kids []int
 		waitFor(t, "the container's sleep", func() bool {
-			kids = children(cmd.Process.Pid)
+			kids = childrenOf(cmd.Process.Pid)
 			if len(kids) != 1 {
 				return false
 			}
-			for _, p := range append([]int{kids[0]}, children(kids[0])...) {
-				for _, c := range append([]int{p}, children(p)...) {
+			for _, p := range append([]int{kids[0]}, childrenOf(kids[0])...) {
+				for _, c := range append([]int{p}, childrenOf(p)...) {
 					if comm(c) == "sleep" {
 						return true
 					}

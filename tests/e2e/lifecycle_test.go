@@ -715,14 +715,14 @@ func pss(pid int) int {
 }
 
 func childrenOf(pid int) []int {
+	// From every process's parent: /proc/PID/task/*/children needs
+	// CONFIG_PROC_CHILDREN, which not every kernel has.
 	var out []int
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	for _, f := range tasks {
-		b, _ := os.ReadFile(f)
-		for _, c := range strings.Fields(string(b)) {
-			if v, err := strconv.Atoi(c); err == nil {
-				out = append(out, v)
-			}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		c, err := strconv.Atoi(e.Name())
+		if err == nil && parentOf(c) == pid {
+			out = append(out, c)
 		}
 	}
 	return out
