@@ -29,7 +29,7 @@ func main() {
 	switch os.Getenv(userns.EnvStage) {
 	case fastrun.StageMonitor:
 		os.Exit(fastrun.MonitorMain())
-	case cinit.StageInit, cinit.StageWait, cinit.StageDirect:
+	case cinit.StageInit, cinit.StageWait, cinit.StageDirect, cinit.StageFresh:
 		// Only without an embedded unroot-init (a plain go build).
 		os.Exit(cinit.Run())
 	case "":

@@ -104,6 +104,8 @@ func main() {
 		os.Exit(cinit.Main())
 	case cinit.StageWait:
 		os.Exit(cinit.WaitMain())
+	case cinit.StageFresh:
+		os.Exit(cinit.FreshMain())
 	case container.StageMonitor:
 		os.Exit(container.MonitorMain())
 	case container.StagePull:

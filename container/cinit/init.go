@@ -65,8 +65,13 @@ type Process struct {
 	OwnLog    bool  `json:"own_log,omitempty"`
 	LogMax    int64 `json:"log_max,omitempty"`
 	MemEvents bool  `json:"mem_events,omitempty"`
+	// ExecFD (StageFresh only): the exec server's listening socket the
+	// setup bound, -1 for none.
+	ExecFD int `json:"exec_fd,omitempty"`
 	// stdio: the process's stdin, stdout and stderr when not ours.
 	stdio []*os.File
+	// fresh: this init is StageFresh's, which has no setup's garbage.
+	fresh bool
 }
 
 // StageInit is the stage name of the container's init process.
@@ -161,6 +166,16 @@ func run(p *Process, sigs chan os.Signal, caught func()) int {
 		return fail(ExitSetup, fmt.Errorf("setting the hostname: %w", err))
 	}
 	trace.Mark("init: pivoted, masked")
+	if p.OwnLog && w != nil {
+		// Returns only if the exec failed: then this init stays.
+		execFresh(p, execFD)
+	}
+	return start(p, sigs, caught, w, execFD)
+}
+
+// start starts the process of the container set up for p and stays as its
+// init (see run).
+func start(p *Process, sigs chan os.Signal, caught func(), w *waker, execFD int) int {
 	var own *ownLog
 	if p.OwnLog {
 		var err error
@@ -182,7 +197,7 @@ func run(p *Process, sigs chan os.Signal, caught func()) int {
 	trace.Mark("init: process started")
 	closeStdio(cmd)
 	if own != nil {
-		own.started()
+		own.started(p.fresh)
 	}
 	if started := os.NewFile(initStartedFD, "started"); started != nil {
 		_, _ = started.Write([]byte{1})

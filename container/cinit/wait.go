@@ -29,6 +29,8 @@ func Run() int {
 		return WaitMain()
 	case StageDirect:
 		return DirectMain()
+	case StageFresh:
+		return FreshMain()
 	}
 	return Main()
 }
