@@ -26,7 +26,7 @@
 #   UNROOT_BENCH_BURST_N  containers per burst round (default 100)
 #   UNROOT_BENCH_BURST_P  how many run at once in a burst (default 10)
 #   UNROOT_BENCH_BURST_ROUNDS  burst rounds per tool, alternating (default 3)
-#   UNROOT_BENCH_IDLE_N   idle detached containers per tool (default 200)
+#   UNROOT_BENCH_IDLE_N   idle detached containers per tool (default 200; idle and idlenet)
 #
 # Adding a benchmark: write bench_NAME (it may call the need_* set-up
 # helpers, which run once), register it in BENCHMARKS below, and append its
@@ -42,7 +42,8 @@ BENCHMARKS=(
 	"net:TCP throughput in (-p) and out (to the host loopback) per network driver and podman (iperf3)"
 	"files:file-heavy workload on native overlay, fuse-overlayfs and the host directory (hyperfine)"
 	"burst:100 run --rm busybox true, 10 at a time: wall time and containers/s"
-	"idle:N idle detached containers: PSS per container, time of ps -a"
+	"idle:N idle detached containers, no network: PSS per container, time of ps -a"
+	"idlenet:N idle detached containers with each tool's default user-mode network (slirp4netns): PSS per container"
 )
 
 BENCH_DIR=${UNROOT_BENCH_DIR:-/var/tmp/unroot-bench}
@@ -502,7 +503,27 @@ idle_cleanup() {
 	as_user podman rm -f -t 0 --filter name=^bench-idle- >/dev/null 2>&1 || true
 }
 
-bench_idle() {
+bench_idle() { idle_mode none; }
+bench_idlenet() { idle_mode net; }
+
+# slirp_pids: the bench user's slirp4netns processes.
+slirp_pids() { pgrep -u "$BENCH_USER" -x slirp4netns || true; }
+
+# unroot_slirp INIT_PID: the slirp4netns of a container left to its init
+# (a resident network): the one whose exit pipe (its fd 4) the init holds
+# (fd 12).
+unroot_slirp() {
+	local pipe p
+	pipe=$(readlink "/proc/$1/fd/12" 2>/dev/null) || return 0
+	for p in $(slirp_pids); do
+		[[ $(readlink "/proc/$p/fd/4" 2>/dev/null) == "$pipe" ]] && echo "$p" && return 0
+	done
+}
+
+# idle_mode none|net: N idle detached containers per tool, without a
+# network or with each tool's default one.
+idle_mode() {
+	local mode=$1
 	need_unroot
 	need_podman
 	local n=${UNROOT_BENCH_IDLE_N:-200} img=$ADDR/busybox tool
@@ -524,6 +545,14 @@ bench_idle() {
 		[unroot]="$UNROOT run -d --net=none --name bench-idle-{} $img sleep 1000000"
 		[podman]="podman --runtime runc run -d --network=none --name bench-idle-{} $img sleep 1000000"
 	)
+	local what="no network" netnote=""
+	if [[ $mode == net ]]; then
+		cmd[unroot]="$UNROOT run -d --name bench-idle-{} $img sleep 1000000"
+		cmd[podman]="podman --runtime runc run -d --name bench-idle-{} $img sleep 1000000"
+		what="default network"
+		netnote=" Both default to slirp4netns here; each container's slirp4netns is counted (unroot's: the one whose exit pipe the container's init holds; podman's: the user's other slirp4netns processes)."
+	fi
+	local -A seen_slirp=()
 	local load_before load_after
 	load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 	for tool in unroot podman; do
@@ -549,37 +578,60 @@ bench_idle() {
 		else
 			mapfile -t roots < <(as_user podman ps --filter name=^bench-idle- --format '{{.ID}}' | xargs -r runuser -u "$BENCH_USER" -- env -i -C "$H" HOME="$H" XDG_RUNTIME_DIR="$XRT" PATH="$USER_PATH" podman inspect --format '{{.State.ConmonPid}}')
 		fi
-		((${#roots[@]} == n)) || log "idle: $tool has ${#roots[@]} running containers of $n"
+		local nc=${#roots[@]}
+		((nc == n)) || log "idle: $tool has $nc running containers of $n"
+		if [[ $mode == net ]]; then
+			# Each container's slirp4netns is its own, outside the tree.
+			local r sp slirps=()
+			if [[ $tool == unroot ]]; then
+				for r in "${roots[@]}"; do
+					sp=$(unroot_slirp "$r")
+					[[ -n $sp ]] && slirps+=("$sp") && seen_slirp[$sp]=1
+				done
+			else
+				for sp in $(slirp_pids); do
+					[[ -n ${seen_slirp[$sp]:-} ]] || slirps+=("$sp")
+				done
+			fi
+			# A slirp4netns below a root is counted there already.
+			local tree
+			tree=" $(subtree_pids "${roots[@]}" | tr '\n' ' ') "
+			for sp in "${slirps[@]}"; do
+				[[ $tree == *" $sp "* ]] || roots+=("$sp")
+			done
+			log "idle: $tool, ${#slirps[@]} slirp4netns processes"
+		fi
 		local total
 		total=$(subtree_pss "${roots[@]}")
-		pss[$tool]=$((total / ${#roots[@]}))
+		pss[$tool]=$((total / nc))
 		# The extra memory the tool adds: all that but the sleep itself.
 		local ex
 		ex=$(subtree_pss_except sleep "${roots[@]}")
-		extra[$tool]=$((ex / ${#roots[@]}))
+		extra[$tool]=$((ex / nc))
 		log "idle: $tool, $n containers started in ${start_s[$tool]} s, PSS $total kB in all, ${pss[$tool]} kB per container, ${extra[$tool]} kB of it not the sleep"
 	done
 	# podman's rootless pause process holds its user namespace for all
 	# its containers: shared, reported on its own.
 	local pause_pss=0 pause
 	pause=$(cat "$XRT/libpod/tmp/pause.pid" 2>/dev/null) && pause_pss=$(subtree_pss "$pause")
-	local runs=$((RUNS < 10 ? RUNS : 10))
-	as_user hyperfine -N --style basic --warmup 2 --runs "$runs" --export-csv "$OUT/idle-ps.csv" --export-json "$OUT/idle-ps.json" \
+	local runs=$((RUNS < 10 ? RUNS : 10)) ps_name=idle-ps
+	[[ $mode == net ]] && ps_name=idlenet-ps
+	as_user hyperfine -N --style basic --warmup 2 --runs "$runs" --export-csv "$OUT/$ps_name.csv" --export-json "$OUT/$ps_name.json" \
 		-n unroot "$UNROOT ps -a" -n podman "podman ps -a" >&2
 	load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 	idle_cleanup
 	restore_keys
-	cp "$OUT/idle-ps.json" "$RESULTS/LATEST-idle-ps.json"
+	cp "$OUT/$ps_name.json" "$RESULTS/LATEST-$ps_name.json"
 	local table="| tool | PSS per container kB | extra per container kB (all but the sleep) | start of $n containers (4 at a time) s | \`ps -a\` median ms |"$'\n'"|---|---:|---:|---:|---:|"
 	for tool in unroot podman; do
-		table+=$'\n'"| $tool | ${pss[$tool]} | ${extra[$tool]} | ${start_s[$tool]} | $(median_of "$OUT/idle-ps.csv" "$tool") |"
+		table+=$'\n'"| $tool | ${pss[$tool]} | ${extra[$tool]} | ${start_s[$tool]} | $(median_of "$OUT/$ps_name.csv" "$tool") |"
 	done
 	echo
-	echo "idle: $n idle busybox containers per tool (load average $load_before -> $load_after)"
+	echo "idle ($what): $n idle busybox containers per tool (load average $load_before -> $load_after)"
 	echo "$table"
 	echo "podman's pause process (shared by all its containers): PSS $pause_pss kB"
-	md "## idle: $n detached \`sleep 1000000\` containers per tool" "" \
-		"Each tool starts $n busybox containers (\`run -d\`, no network, 4 at a time), then the PSS (\`/proc/PID/smaps_rollup\`, shared pages split among their users) of every process each container added is summed: for unroot the process its state names and everything below it (the container's init, which keeps a --net=none container alone, and the sleep); for podman conmon and everything below it (the sleep; runc has exited). \"extra\" is the same sum without the sleep: the memory the tool adds to the container's own process. podman's rootless pause process, shared by all its containers, is not in the figure: $pause_pss kB in all. Then \`ps -a\` with the $n containers listed, $runs runs (hyperfine). Load average $load_before before, $load_after after.$keys_note" "" \
+	md "## idle ($what): $n detached \`sleep 1000000\` containers per tool" "" \
+		"Each tool starts $n busybox containers (\`run -d\`, $what, 4 at a time), then the PSS (\`/proc/PID/smaps_rollup\`, shared pages split among their users) of every process each container added is summed: for unroot the process its state names and everything below it (the container's init, which keeps the container alone, and the sleep); for podman conmon and everything below it (the sleep; runc has exited).$netnote \"extra\" is the same sum without the sleep: the memory the tool adds to the container's own process. podman's rootless pause process, shared by all its containers, is not in the figure: $pause_pss kB in all. Then \`ps -a\` with the $n containers listed, $runs runs (hyperfine). Load average $load_before before, $load_after after.$keys_note" "" \
 		"$table" ""
 }
 

@@ -231,16 +231,24 @@ type OwnLog struct {
 // OneProcess says whether a detached container is left to its init alone
 // once it runs: its log and its end are written by the init, and the
 // host-side process and the monitor exit, so that an idle container costs
-// one small process. That takes a network with nothing on the host side
-// (none, host), no restart policy (the host-side process carries it out),
-// no stdin to keep open (-i: attach), no terminal and no --rm (the
-// monitor removes the container). UNROOT_ONE_PROCESS=0 turns it off.
+// one small process (and slirp4netns, with a user-mode network). That
+// takes a network with nothing of ours on the host side (none, host, or
+// a resident slirp4netns: package slirp's resident.go), no restart policy
+// (the host-side process carries it out), no stdin to keep open (-i:
+// attach), no terminal and no --rm (the monitor removes the container).
+// UNROOT_ONE_PROCESS=0 turns it off.
 func OneProcess(s *Spec) bool {
 	if os.Getenv("UNROOT_ONE_PROCESS") == "0" {
 		return false
 	}
-	return (s.Net == "none" || s.Net == "host") && len(s.Publish) == 0 &&
-		!s.Restart.Any() && !s.Stdin && !s.Tty && !s.Remove
+	if s.Net == "none" || s.Net == "host" {
+		if len(s.Publish) > 0 {
+			return false
+		}
+	} else if !slirp.Resident(s.Net, s.PortDriver, s.Publish) {
+		return false
+	}
+	return !s.Restart.Any() && !s.Stdin && !s.Tty && !s.Remove
 }
 
 // ExitPath is the exit file the init of a one-process container writes.

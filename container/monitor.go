@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -125,6 +126,12 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	}
 	proc.SingleID = len(s.Mapping.UIDs) == 1 && s.Mapping.UIDs[0].Size == 1
 	proc.NetBypass = s.NetBypass
+	if s.NetResident && netCfg != nil {
+		proc.NetExit = true
+		for _, p := range s.Forward {
+			proc.Forward = append(proc.Forward, cinit.Forward{Addr: net.JoinHostPort(netCfg.IP, strconv.Itoa(p.ContainerPort))})
+		}
+	}
 
 	var names []string
 	if s.Name != "" {
@@ -207,7 +214,7 @@ func monitor(s *Spec, ctl *userns.Conn) (int, error) {
 	// With no network on our side at all, the init can be left alone.
 	var own *ownFiles
 	self, _ := os.Executable()
-	if s.OwnLog != nil && netCfg == nil && initbin.Path(s.RunDir, self) != self {
+	if s.OwnLog != nil && (netCfg == nil || s.NetResident) && initbin.Path(s.RunDir, self) != self {
 		// Only the small init binary, whose main goroutine is locked to
 		// its main thread (where the parent-death signal is), can drop
 		// that signal.
@@ -319,6 +326,19 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels
 		proc.OwnLog, proc.LogMax, proc.MemEvents = true, s.OwnLog.Max, own.memEvents != nil
 		// One P: fewer per-P caches and threads in a process that waits.
 		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
+	}
+	if proc.NetExit {
+		// fd 12: slirp4netns's exit pipe, 13...: the published ports'
+		// listening sockets (cinit's forward.go).
+		for len(cmd.ExtraFiles) < 9 {
+			cmd.ExtraFiles = append(cmd.ExtraFiles, nil)
+		}
+		for i := 0; i <= len(proc.Forward); i++ {
+			f := userns.ExtraFile(s.NetResidentExtra()+i, "net")
+			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+			// The init's copies are its own; ours go once it runs.
+			defer f.Close()
+		}
 	}
 	// The network namespace is the monitor's own (made by the host side),
 	// where the user-mode network is already configured.

@@ -153,7 +153,34 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 	}
 	// Host-loopback bypass: the init passes its seccomp listener up on
 	// this socket (the monitor's extra file s.NetBypassExtra()).
-	s.NetBypass = s.UserModeNet() && !s.DisableHostLoopback && os.Getenv("UNROOT_NET_BYPASS") != "0"
+	resident := s.OwnLog != nil && s.UserModeNet()
+	s.NetBypass = !resident && s.UserModeNet() && !s.DisableHostLoopback && os.Getenv("UNROOT_NET_BYPASS") != "0"
+	// A resident network (package slirp's resident.go): slirp4netns's
+	// exit pipe and the published ports' listening sockets go down to
+	// the init (the monitor's extra files from s.NetResidentExtra()).
+	var netExit *os.File
+	s.NetResident, s.Forward = resident, nil
+	if resident {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return ExitSetup, err
+		}
+		netExit = r
+		defer r.Close()
+		extra = append(extra, w)
+		defer w.Close()
+		if pd, _ := slirp.ChoosePortDriver(slirp.DriverSlirp4netns, s.PortDriver); pd == slirp.PortBuiltin {
+			bound, files, err := slirp.ListenPorts(s.Publish)
+			if err != nil {
+				return ExitSetup, err
+			}
+			s.Forward = bound
+			for _, f := range files {
+				extra = append(extra, f)
+				defer f.Close()
+			}
+		}
+	}
 	var bypassParent *os.File
 	if s.NetBypass {
 		p, c, err := userns.SocketPair()
@@ -220,9 +247,15 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 		_ = child.Cmd.Process.Kill()
 	}
 	var needPull atomic.Bool
-	netHost, err := handshake(ctx, s, child, &needPull)
+	netHost, err := handshake(ctx, s, child, &needPull, netExit)
 	if netHost != nil {
-		defer netHost.Close()
+		defer func() {
+			if handedOff.Load() {
+				_ = netHost.Release()
+			} else {
+				_ = netHost.Close()
+			}
+		}()
 	}
 	if err != nil {
 		_ = child.Cmd.Process.Kill()
@@ -289,7 +322,7 @@ func runOnce(ctx context.Context, s *Spec, rio *RunIO) (int, error) {
 
 // handshake waits for the monitor to find the image, then sets up the
 // container's network (which needs the monitor's pid and its mapping).
-func handshake(ctx context.Context, s *Spec, child *userns.Child, needPull *atomic.Bool) (*slirp.Host, error) {
+func handshake(ctx context.Context, s *Spec, child *userns.Child, needPull *atomic.Bool, netExit *os.File) (*slirp.Host, error) {
 	var m Message
 	if err := child.Ctl.Recv(&m); err != nil {
 		return nil, nil // the monitor failed and said why; its exit code tells
@@ -314,9 +347,15 @@ func handshake(ctx context.Context, s *Spec, child *userns.Child, needPull *atom
 	if mode == "auto" {
 		mode = ""
 	}
+	ports := s.Publish
+	if s.Forward != nil {
+		ports = nil // bound already, forwarded by the init
+	}
 	host, cfg, err := slirp.Setup(ctx, slirp.Options{
 		Mode:                mode,
-		Ports:               s.Publish,
+		Ports:               ports,
+		ExitFD:              netExit,
+		Bound:               s.Forward,
 		PortDriver:          s.PortDriver,
 		MTU:                 s.MTU,
 		DisableHostLoopback: s.DisableHostLoopback,

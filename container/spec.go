@@ -59,6 +59,13 @@ type Spec struct {
 	// side; the init passes the seccomp listener up on the monitor's
 	// extra file NetBypassExtra (after the terminal's socket, if any).
 	NetBypass bool `json:"net_bypass,omitempty"`
+	// NetResident: the container's network is left to its init (package
+	// slirp's resident.go; set by the host side with OwnLog): the
+	// monitor's extra files from NetResidentExtra on are slirp4netns's
+	// exit pipe and then the listening sockets of Forward, the published
+	// ports the init forwards.
+	NetResident bool             `json:"net_resident,omitempty"`
+	Forward     []slirp.PortSpec `json:"forward,omitempty"`
 	// CgroupPath is the container's cgroup (set by the host side).
 	CgroupPath string   `json:"cgroup_path,omitempty"`
 	Remove     bool     `json:"remove"`
@@ -154,6 +161,10 @@ func (s *Spec) NetBypassExtra() int {
 	}
 	return 0
 }
+
+// NetResidentExtra is the index, among the monitor's extra files, of
+// slirp4netns's exit pipe (there is no terminal and no bypass then).
+func (s *Spec) NetResidentExtra() int { return 0 }
 
 // UserModeNet says whether the container gets a user-mode network (and
 // so a network namespace wired to the host by package slirp).

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/unroot/unroot/container/cinit"
+	"github.com/unroot/unroot/slirp"
 )
 
 func TestStateFindAndLiveness(t *testing.T) {
@@ -254,13 +255,23 @@ func TestStateExitFile(t *testing.T) {
 }
 
 func TestOneProcessRule(t *testing.T) {
+	// A resident network needs slirp4netns (package slirp's resident.go).
+	_, err := exec.LookPath("slirp4netns")
+	slirp4netns := err == nil
+	tcp := []slirp.PortSpec{{Proto: "tcp", ContainerPort: 80}}
+	udp := []slirp.PortSpec{{Proto: "udp", ContainerPort: 53}}
 	for _, c := range []struct {
 		s    Spec
 		want bool
 	}{
 		{Spec{Net: "none"}, true},
 		{Spec{Net: "host"}, true},
-		{Spec{Net: "auto"}, false},
+		{Spec{Net: "none", Publish: tcp}, false},
+		{Spec{Net: "auto"}, slirp4netns},
+		{Spec{Net: "slirp4netns", Publish: tcp}, slirp4netns},
+		{Spec{Net: "slirp4netns", Publish: udp}, false},
+		{Spec{Net: "slirp4netns", Publish: udp, PortDriver: "native"}, slirp4netns},
+		{Spec{Net: "gvisor"}, false},
 		{Spec{Net: "pasta"}, false},
 		{Spec{Net: "none", Stdin: true}, false},
 		{Spec{Net: "none", Tty: true}, false},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rootless-containers/rootlesskit/v3/pkg/messages"
 	"github.com/rootless-containers/rootlesskit/v3/pkg/network"
 	rkpasta "github.com/rootless-containers/rootlesskit/v3/pkg/network/pasta"
 	rkslirp "github.com/rootless-containers/rootlesskit/v3/pkg/network/slirp4netns"
@@ -47,6 +49,14 @@ type Options struct {
 	// Log, if set, receives the helpers' diagnostics (for --debug). Either
 	// way the last lines are included in Setup's errors.
 	Log io.Writer
+	// ExitFD makes the network resident (resident.go): slirp4netns quits
+	// when the write end of this pipe, which the container's init holds,
+	// closes, and Release leaves it running. Only with slirp4netns.
+	ExitFD *os.File
+	// Bound are Ports already bound by ListenPorts, forwarded by the
+	// container's init (with ExitFD and the builtin port driver): Setup
+	// only reports them.
+	Bound []PortSpec
 }
 
 // Port drivers (Options.PortDriver).
@@ -95,6 +105,7 @@ type Host struct {
 	portIDs   []int
 	ports     []PortSpec
 	pastaPID  int
+	resident  *exec.Cmd
 	fifo      string
 	loopback  string
 	closeOnce sync.Once
@@ -166,6 +177,12 @@ func Setup(ctx context.Context, opts Options, pid int) (_ *Host, _ ChildConfig, 
 	var nd network.ParentDriver
 	_, ipnet, _ := net.ParseCIDR(cidr)
 	apiSock := filepath.Join(h.stateDir, "slirp4netns.sock")
+	if opts.ExitFD != nil {
+		if drv != DriverSlirp4netns {
+			return nil, cfg, fmt.Errorf("slirp: a resident network needs slirp4netns, not %s", drv)
+		}
+		return h.setupResident(opts, cfg, pid, mtu, ports, portDrv, apiSock)
+	}
 	switch drv {
 	case DriverGvisor:
 		nd, err = gvisorParent(logw, mtu, ipnet, opts.DisableHostLoopback)
@@ -193,11 +210,16 @@ func Setup(ctx context.Context, opts Options, pid int) (_ *Host, _ ChildConfig, 
 		}
 		return nil, cfg, fmt.Errorf("slirp: starting %s for pid %d: %w", drv, pid, err)
 	}
-	cdi, _ := func() (network.ChildDriver, error) { return childNetworkDriver(drv) }()
-	info, _ := cdi.ChildDriverInfo()
+	cfg = h.childConfig(opts, netmsg)
+	return h.publish(ctx, cfg, logw, ports, portDrv, apiSock, netmsg)
+}
 
-	cfg = ChildConfig{
-		Driver:              drv,
+// childConfig is what B needs to configure the network namespace.
+func (h *Host) childConfig(opts Options, netmsg *messages.ParentInitNetworkDriverCompleted) ChildConfig {
+	cdi, _ := func() (network.ChildDriver, error) { return childNetworkDriver(h.driver) }()
+	info, _ := cdi.ChildDriverInfo()
+	cfg := ChildConfig{
+		Driver:              h.driver,
 		Dev:                 netmsg.Dev,
 		IP:                  netmsg.IP,
 		Netmask:             netmsg.Netmask,
@@ -211,10 +233,44 @@ func Setup(ctx context.Context, opts Options, pid int) (_ *Host, _ ChildConfig, 
 	cfg.DNS = pickDNS(opts.DNS, rc, netmsg.DNS)
 	cfg.DNSSearch, cfg.DNSOptions = rc.Search, rc.Options
 	if !opts.DisableHostLoopback {
-		cfg.HostLoopback = hostLoopback(drv)
+		cfg.HostLoopback = hostLoopback(h.driver)
 		h.loopback = cfg.HostLoopback
 	}
+	return cfg
+}
 
+// setupResident is Setup with Options.ExitFD (resident.go).
+func (h *Host) setupResident(opts Options, cfg ChildConfig, pid, mtu int, ports []PortSpec, portDrv, apiSock string) (*Host, ChildConfig, error) {
+	native := portDrv == PortNative && len(ports) > 0
+	if !native {
+		apiSock = ""
+	}
+	cmd, err := startResident(h.stateDir, pid, mtu, opts.DisableHostLoopback, apiSock, opts.ExitFD)
+	if err != nil {
+		return nil, cfg, fmt.Errorf("slirp: starting slirp4netns for pid %d: %w", pid, err)
+	}
+	h.resident = cmd
+	h.netClean = func() error {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil
+	}
+	// slirp4netns's fixed addresses, as RootlessKit's driver reports them.
+	netmsg := &messages.ParentInitNetworkDriverCompleted{Dev: tapName, IP: "10.0.2.100", Netmask: 24,
+		Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}, MTU: mtu}
+	cfg = h.childConfig(opts, netmsg)
+	if !native {
+		h.ports = append(h.ports, opts.Bound...)
+		return h, cfg, nil
+	}
+	return h.publish(context.Background(), cfg, &tailLog{fw: opts.Log}, ports, portDrv, apiSock, netmsg)
+}
+
+// publish starts the port driver and publishes ports.
+func (h *Host) publish(ctx context.Context, cfg ChildConfig, logw io.Writer, ports []PortSpec, portDrv, apiSock string,
+	netmsg *messages.ParentInitNetworkDriverCompleted) (*Host, ChildConfig, error) {
+	drv := h.driver
+	var err error
 	if len(ports) == 0 {
 		return h, cfg, nil
 	}
@@ -418,6 +474,29 @@ func portError(err error, p PortSpec) error {
 		return fmt.Errorf("host address %s is not an address of this host: %w", p.HostIP, err)
 	}
 	return err
+}
+
+// Release leaves a resident network (Options.ExitFD) to the container
+// once its init holds the exit pipe alone: slirp4netns and the ports it
+// forwards stay; the port driver's goroutines and the state directory go
+// (slirp4netns keeps its API socket open). Without a resident network it
+// is Close. Either way the Host is done.
+func (h *Host) Release() error {
+	if h.resident == nil {
+		return h.Close()
+	}
+	h.closeOnce.Do(func() {
+		if h.portDrv != nil {
+			close(h.portQuit)
+			select {
+			case <-h.portDone:
+			case <-time.After(2 * time.Second):
+			}
+		}
+		_ = h.resident.Process.Release()
+		h.closeErr = os.RemoveAll(h.stateDir)
+	})
+	return h.closeErr
 }
 
 // Close stops port forwarding and the network stack (killing its helper

@@ -33,6 +33,7 @@ func main() {
 		// Only without an embedded unroot-init (a plain go build).
 		os.Exit(cinit.Run())
 	case "":
+		userns.CloseInherited()
 		if os.Getenv(envNoFast) != "1" {
 			if code, ok := fastrun.Try(os.Args[1:]); ok {
 				trace.Mark("front: exit")

@@ -111,6 +111,7 @@ func main() {
 	case container.StagePull:
 		os.Exit(container.PullMain())
 	}
+	userns.CloseInherited()
 	os.Exit(realMain(os.Args[1:]))
 }
 

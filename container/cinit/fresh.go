@@ -51,7 +51,7 @@ func execFresh(p *Process, execFD int) {
 	if err := unix.Dup3(fd, initSpecFD, 0); err != nil {
 		return
 	}
-	keep := []int{initSpecFD, initStartedFD, initLogFD, initLogOldFD, initExitFD, initMemEventsFD, initHandoffFD, execFD}
+	keep := append([]int{initSpecFD, initStartedFD, initLogFD, initLogOldFD, initExitFD, initMemEventsFD, initHandoffFD, execFD}, netFDs(p)...)
 	for _, fd := range keep {
 		// EBADF for those not passed (memory.events without limits,
 		// the exec socket of a container without one).
@@ -93,6 +93,7 @@ func FreshMain() int {
 	if err != nil {
 		return fail(ExitSetup, fmt.Errorf("reading the container spec: %w", err))
 	}
+	closeNetFDs(&p)
 	execFD := p.ExecFD
 	if execFD <= 0 {
 		execFD = -1

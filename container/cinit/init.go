@@ -65,6 +65,10 @@ type Process struct {
 	OwnLog    bool  `json:"own_log,omitempty"`
 	LogMax    int64 `json:"log_max,omitempty"`
 	MemEvents bool  `json:"mem_events,omitempty"`
+	// NetExit: the init holds slirp4netns's exit pipe (initNetExitFD);
+	// Forward: the published ports it forwards (forward.go).
+	NetExit bool      `json:"net_exit,omitempty"`
+	Forward []Forward `json:"forward,omitempty"`
 	// ExecFD (StageFresh only): the exec server's listening socket the
 	// setup bound, -1 for none.
 	ExecFD int `json:"exec_fd,omitempty"`
@@ -110,6 +114,7 @@ func Main() int {
 		return fail(ExitSetup, fmt.Errorf("reading the container spec: %w", err))
 	}
 	f.Close()
+	closeNetFDs(&p)
 	// Non-dumpable: the container's processes cannot open /proc/1/exe (the
 	// unroot binary on the host) or our file descriptors (CVE-2019-5736).
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
@@ -176,6 +181,9 @@ func run(p *Process, sigs chan os.Signal, caught func()) int {
 // start starts the process of the container set up for p and stays as its
 // init (see run).
 func start(p *Process, sigs chan os.Signal, caught func(), w *waker, execFD int) int {
+	if err := startForwards(p); err != nil {
+		return fail(ExitSetup, fmt.Errorf("forwarding the published ports: %w", err))
+	}
 	var own *ownLog
 	if p.OwnLog {
 		var err error

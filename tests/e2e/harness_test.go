@@ -265,6 +265,7 @@ type runOpts struct {
 	stdin   io.Reader // nil: /dev/null
 	env     []string  // extra K=V (or bare K to unset) for this command
 	timeout time.Duration
+	extra   []*os.File // descriptors 3... of unroot
 }
 
 type result struct {
@@ -375,6 +376,7 @@ func (s *sandbox) runWith(o runOpts, args ...string) result {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Stdin = o.stdin
+	cmd.ExtraFiles = o.extra
 	start := time.Now()
 	err := cmd.Run()
 	r := result{args: args, dur: time.Since(start), code: -1}

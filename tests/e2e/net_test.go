@@ -253,12 +253,25 @@ func TestNetHostLoopbackBypass(t *testing.T) {
 		})
 	}
 	t.Run("exec", func(t *testing.T) {
+		// A detached container that keeps a host-side process (here
+		// forced; also with a restart policy, -i or gvisor).
 		name := fmt.Sprintf("bypass-exec-%d", port)
-		s.run("run", "-d", "--tls-verify=false", "--name", name, debian(), "sleep", "60").ok(t)
+		s.runWith(runOpts{env: []string{"UNROOT_ONE_PROCESS=0"}}, "run", "-d", "--tls-verify=false", "--name", name, debian(), "sleep", "60").ok(t)
 		defer s.run("rm", "-f", name)
 		r := s.run("exec", name, "perl", "-e", peer).ok(t)
 		if !strings.Contains(r.stdout, "peer 127.0.0.1 from-the-host") {
 			t.Errorf("exec: got %q, want a bypassed connection", r.stdout)
+		}
+	})
+	t.Run("resident", func(t *testing.T) {
+		// A detached container left to its init has nobody on the host
+		// to answer the bypass: it reaches the host through slirp4netns.
+		name := fmt.Sprintf("bypass-resident-%d", port)
+		s.run("run", "-d", "--tls-verify=false", "--name", name, debian(), "sleep", "60").ok(t)
+		defer s.run("rm", "-f", name)
+		r := s.run("exec", name, "perl", "-e", peer).ok(t)
+		if want := "peer 10.0.2.2 from-the-host\npeer 10.0.2.2 from-the-host"; strings.TrimSpace(r.stdout) != want {
+			t.Errorf("resident network: got %q, want %q", r.stdout, want)
 		}
 	})
 }

@@ -3,6 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -211,4 +214,161 @@ func TestLifecycleOneProcess(t *testing.T) {
 	if n := s.containerCount(t); n != 0 {
 		t.Errorf("rm left %d containers in the store", n)
 	}
+}
+
+// slirpOf finds the slirp4netns whose exit pipe the init pid holds (its
+// fd 12; slirp4netns's --exit-fd is 4).
+func slirpOf(t *testing.T, pid int) int {
+	t.Helper()
+	sp := residentSlirp(pid)
+	if sp == 0 {
+		t.Fatalf("no slirp4netns holds the exit pipe of the init %d", pid)
+	}
+	return sp
+}
+
+// residentSlirp is slirpOf, 0 if none.
+func residentSlirp(pid int) int {
+	pipe, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/12", pid))
+	if err != nil || !strings.HasPrefix(pipe, "pipe:") {
+		return 0
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/comm")
+	for _, c := range procs {
+		b, _ := os.ReadFile(c)
+		if strings.TrimSpace(string(b)) != "slirp4netns" {
+			continue
+		}
+		dir := filepath.Dir(c)
+		if l, _ := os.Readlink(dir + "/fd/4"); l == pipe && procState(atoi(filepath.Base(dir))) != "Z" {
+			return atoi(filepath.Base(dir))
+		}
+	}
+	return 0
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// A detached container with the default network and a published TCP port
+// is kept by its init and slirp4netns alone: the init holds slirp4netns's
+// exit pipe and forwards the port from a listening socket made on the
+// host. The port works, slirp4netns ends with the container (stop, kill
+// -9 of the init), the port is free again, and start brings it all back.
+// A UDP port keeps the monitor (the init forwards TCP only).
+func TestLifecycleOneProcessNetwork(t *testing.T) {
+	t.Parallel()
+	s := lifecycleSandbox(t)
+	port := freePort(t)
+	id := s.run("run", "-d", "--tls-verify=false", "--name", "web", "-p", fmt.Sprintf("127.0.0.1:%d:80", port), busybox(),
+		"sh", "-c", `echo web-hello > /tmp/index.html; trap "exit 5" TERM; httpd -p 80 -h /tmp; while true; do sleep 0.2; done`).ok(t).out()
+	st := waitInitAlone(t, s, id)
+	for p := parentOf(st.Pid); p > 1; p = parentOf(p) {
+		if unrootExe(p) {
+			t.Errorf("an unroot process %d is still above the init %d", p, st.Pid)
+		}
+	}
+	slirp := slirpOf(t, st.Pid)
+	if slirp == 0 {
+		t.Fatal("no slirp4netns holds the init's exit pipe")
+	}
+	get := func() string {
+		c := http.Client{Timeout: 3 * time.Second}
+		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/index.html", port))
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(b))
+	}
+	eventually(t, "the published port to answer", 20*time.Second, func() bool { return get() == "web-hello" })
+	if got := s.run("port", "web").ok(t).out(); got != fmt.Sprintf("80/tcp -> 127.0.0.1:%d", port) {
+		t.Errorf("port: %q", got)
+	}
+	// Out of the container: DNS is slirp4netns's or the host's; the
+	// gateway answers.
+	s.run("exec", "web", "ping", "-c", "1", "-W", "5", "10.0.2.2").ok(t)
+	// The listening socket and the exit pipe stay the init's: no process
+	// of the container has them.
+	mine := map[string]bool{}
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", st.Pid))
+	for _, fd := range fds {
+		if l, _ := os.Readlink(fd); strings.HasPrefix(l, "socket:") || strings.HasPrefix(l, "pipe:") {
+			mine[l] = true
+		}
+	}
+	for todo := childrenOf(st.Pid); len(todo) > 0; todo = todo[1:] {
+		todo = append(todo, childrenOf(todo[0])...)
+		fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", todo[0]))
+		for _, fd := range fds {
+			// 1 and 2 are the pipes to the log, which the init reads.
+			if n := atoi(filepath.Base(fd)); n <= 2 {
+				continue
+			}
+			if l, _ := os.Readlink(fd); mine[l] {
+				t.Errorf("the init's %s leaks into the container's process %d (%s)", l, todo[0], fd)
+			}
+		}
+	}
+	gone := func(what string, pid int) {
+		eventually(t, what, 20*time.Second, func() bool { ps := procState(pid); return ps == "" || ps == "Z" })
+	}
+	portFree := func() {
+		eventually(t, "the host port to be free", 10*time.Second, func() bool {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err == nil {
+				l.Close()
+			}
+			return err == nil
+		})
+	}
+	s.run("stop", "web").ok(t)
+	if got := s.run("wait", "web").ok(t).out(); got != "5" {
+		t.Errorf("wait after stop: %q", got)
+	}
+	gone("slirp4netns to end with the container", slirp)
+	portFree()
+
+	s.run("start", "web").ok(t)
+	st = waitInitAlone(t, s, id)
+	eventually(t, "the port to answer after start", 20*time.Second, func() bool { return get() == "web-hello" })
+	slirp = slirpOf(t, st.Pid)
+	if err := syscall.Kill(st.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	gone("slirp4netns to end after kill -9 of the init", slirp)
+	portFree()
+	eventually(t, "web to be exited", 20*time.Second, func() bool {
+		return strings.HasPrefix(psLine(t, s, "web"), "web Exited (137)")
+	})
+
+	udp := s.run("run", "-d", "--tls-verify=false", "--name", "udp", "-p", fmt.Sprintf("127.0.0.1:%d:53/udp", freePort(t)), busybox(), "sleep", "60").ok(t).out()
+	if st := readRunState(t, s, udp); st.ExitFile || st.MonitorPid == 0 {
+		t.Errorf("a UDP port: want the monitor kept, got %+v", st)
+	}
+	s.run("rm", "-f", "web", "udp").ok(t)
+}
+
+// Descriptors unroot's caller leaves open (a CI runner's pipe) do not reach
+// a detached container: whoever waits for EOF on them gets it when unroot
+// exits, not when the container ends.
+func TestRunDetachedDropsCallersFDs(t *testing.T) {
+	t.Parallel()
+	s := lifecycleSandbox(t)
+	for _, net := range []string{"none", "auto"} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// At fd 40: unroot's own stages use the low ones.
+		extra := append(make([]*os.File, 37), w)
+		s.runWith(runOpts{extra: extra}, "run", "-d", "--tls-verify=false", "--net="+net, "--name", "fds-"+net, busybox(), "sleep", "60").ok(t)
+		w.Close()
+		_ = r.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := r.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("--net=%s: the caller's pipe is still open after unroot exited: %d %v", net, n, err)
+		}
+		r.Close()
+	}
+	s.run("rm", "-f", "fds-none", "fds-auto").ok(t)
 }
