@@ -65,6 +65,11 @@
 //   - pasta: daemonises; Close finds and stops it. Recent passt releases
 //     also quit when the namespace's process exits.
 //   - The builtin port forwarder (any driver) is goroutines in A and B.
+//   - A resident slirp4netns (Options.ExitFD; a detached container left to
+//     its init, see resident.go) runs in a session of its own and quits
+//     when the container's init, which holds its --exit-fd pipe, is gone;
+//     its published TCP ports are forwarded by that init from sockets
+//     bound here beforehand (ListenPorts). Release leaves it running.
 //
 // # Host requirements
 //

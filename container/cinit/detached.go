@@ -91,7 +91,7 @@ func startOwnLog(p *Process) (*ownLog, error) {
 // start a worker thread and touch ~300 kB more of its metadata for good,
 // in every idle container. The log's lines reuse one buffer, so a
 // container's output alone rarely needs a collection.
-func (o *ownLog) started(fresh bool) {
+func (o *ownLog) started(p *Process) {
 	o.outW.Close()
 	o.errW.Close()
 	if fd, err := unix.Open("/dev/null", unix.O_WRONLY|unix.O_CLOEXEC, 0); err == nil {
@@ -99,11 +99,16 @@ func (o *ownLog) started(fresh bool) {
 		_ = unix.Dup3(fd, 2, 0)
 		unix.Close(fd)
 	}
-	if !fresh {
-		// A fresh init (fresh.go) has next to no garbage, and a collection
-		// alone touches ~300 kB of the collector's metadata for good.
-		debug.FreeOSMemory()
+	if p.MemLimit > 0 {
+		// A fresh init (fresh.go) has next to no garbage, a collection
+		// alone touches ~300 kB of the collector's metadata for good, and
+		// even runtime/metrics ~40 kB: the setup's init measured itself,
+		// an upper bound of ours.
+		debug.SetGCPercent(-1)
+		debug.SetMemoryLimit(p.MemLimit)
+		return
 	}
+	debug.FreeOSMemory()
 	debug.SetGCPercent(-1)
 	debug.SetMemoryLimit(runtimeMemory() + gcHeadroom)
 }

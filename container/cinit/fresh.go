@@ -1,7 +1,7 @@
 package cinit
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -33,10 +33,9 @@ const envComm = "_UNROOT_INIT_COMM"
 // between the exec and StageFresh making itself non-dumpable again.
 func execFresh(p *Process, execFD int) {
 	p.ExecFD = execFD
-	b, err := json.Marshal(p)
-	if err != nil {
-		return
-	}
+	// What we hold now is more than the fresh init will: its limit.
+	p.MemLimit = runtimeMemory() + gcHeadroom
+	b := encodeFresh(p)
 	fd, err := unix.MemfdCreate("unroot-spec", unix.MFD_CLOEXEC)
 	if err != nil {
 		return
@@ -71,7 +70,7 @@ func execFresh(p *Process, execFD int) {
 	for _, fd := range keep {
 		unix.CloseOnExec(fd)
 	}
-	p.ExecFD = 0
+	p.ExecFD, p.MemLimit = 0, 0
 	_ = err
 }
 
@@ -86,23 +85,44 @@ func FreshMain() int {
 	}
 	unix.CloseOnExec(initStartedFD)
 	closeOwnFDs()
-	var p Process
-	f := os.NewFile(initSpecFD, "spec")
-	err := json.NewDecoder(f).Decode(&p)
-	f.Close()
+	b, err := readSpec(initSpecFD)
 	if err != nil {
 		return fail(ExitSetup, fmt.Errorf("reading the container spec: %w", err))
 	}
-	closeNetFDs(&p)
+	p, err := decodeFresh(b)
+	if err != nil {
+		return fail(ExitSetup, fmt.Errorf("reading the container spec: %w", err))
+	}
+	closeNetFDs(p)
 	execFD := p.ExecFD
 	if execFD <= 0 {
 		execFD = -1
 	}
 	unix.CloseOnExec(execFD)
-	p.fresh = true
 	w, err := newWaker()
 	if err != nil {
 		return fail(ExitSetup, err)
 	}
-	return start(&p, nil, func() {}, w, execFD)
+	return start(p, nil, func() {}, w, execFD)
+}
+
+// readSpec reads the memfd fd to its end and closes it.
+func readSpec(fd int) ([]byte, error) {
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, err
+	}
+	b := make([]byte, st.Size)
+	for n := 0; n < len(b); {
+		m, err := unix.Pread(fd, b[n:], int64(n))
+		if err != nil {
+			return nil, err
+		}
+		if m == 0 {
+			return nil, errors.New("short spec")
+		}
+		n += m
+	}
+	return b, nil
 }

@@ -72,10 +72,11 @@ type Process struct {
 	// ExecFD (StageFresh only): the exec server's listening socket the
 	// setup bound, -1 for none.
 	ExecFD int `json:"exec_fd,omitempty"`
+	// MemLimit (StageFresh only): the Go memory limit to idle with, set
+	// by the setup's init (fresh.go).
+	MemLimit int64 `json:"mem_limit,omitempty"`
 	// stdio: the process's stdin, stdout and stderr when not ours.
 	stdio []*os.File
-	// fresh: this init is StageFresh's, which has no setup's garbage.
-	fresh bool
 }
 
 // StageInit is the stage name of the container's init process.
@@ -205,7 +206,7 @@ func start(p *Process, sigs chan os.Signal, caught func(), w *waker, execFD int)
 	trace.Mark("init: process started")
 	closeStdio(cmd)
 	if own != nil {
-		own.started(p.fresh)
+		own.started(p)
 	}
 	if started := os.NewFile(initStartedFD, "started"); started != nil {
 		_, _ = started.Write([]byte{1})

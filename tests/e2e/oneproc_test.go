@@ -101,6 +101,14 @@ func TestLifecycleOneProcess(t *testing.T) {
 			t.Errorf("an unroot process %d is still above the init %d", p, st.Pid)
 		}
 	}
+	// The init idles as a fresh exec of itself (cinit's fresh.go), named
+	// as before, not after /proc/self/exe.
+	if env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", st.Pid)); !strings.Contains(string(env), "_UNROOT_STAGE=init-fresh\x00") {
+		t.Errorf("the init is not the fresh stage: %q", env)
+	}
+	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", st.Pid)); !strings.HasPrefix(string(comm), "unroot-init") {
+		t.Errorf("the fresh init is named %q", comm)
+	}
 	for _, c := range childrenOf(st.Pid) {
 		if unrootExe(c) {
 			t.Errorf("an unroot process %d is below the init %d", c, st.Pid)

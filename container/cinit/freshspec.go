@@ -1,0 +1,122 @@
+package cinit
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+)
+
+// The fresh init (fresh.go) gets the part of the Process it still needs
+// in this small encoding rather than in JSON: encoding/json's type caches
+// alone would stay ~100 kB in every idle container. Records are
+// "key\x00value\x00"; a list is its key repeated. freshspec_test.go
+// checks that every field of Process is either here or set-up only.
+
+// Keys of the fresh spec.
+const (
+	fkArg, fkEnv, fkCwd, fkUser, fkCap    = "arg", "env", "cwd", "user", "cap"
+	fkTty, fkSingleID, fkOOM, fkNetBypass = "tty", "single-id", "oom", "net-bypass"
+	fkOwnLog, fkLogMax, fkMemEvents       = "own-log", "log-max", "mem-events"
+	fkNetExit, fkForward, fkExecFD        = "net-exit", "forward", "exec-fd"
+	fkMemLimit                            = "mem-limit"
+)
+
+func encodeFresh(p *Process) []byte {
+	var b bytes.Buffer
+	put := func(k, v string) {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(v)
+		b.WriteByte(0)
+	}
+	flag := func(k string, v bool) {
+		if v {
+			put(k, "1")
+		}
+	}
+	for _, a := range p.Args {
+		put(fkArg, a)
+	}
+	for _, e := range p.Env {
+		put(fkEnv, e)
+	}
+	put(fkCwd, p.Cwd)
+	put(fkUser, p.User)
+	for _, c := range p.Caps {
+		put(fkCap, c)
+	}
+	flag(fkTty, p.Tty)
+	flag(fkSingleID, p.SingleID)
+	if p.OOMScoreAdj != nil {
+		put(fkOOM, strconv.Itoa(*p.OOMScoreAdj))
+	}
+	flag(fkNetBypass, p.NetBypass)
+	flag(fkOwnLog, p.OwnLog)
+	put(fkLogMax, strconv.FormatInt(p.LogMax, 10))
+	flag(fkMemEvents, p.MemEvents)
+	flag(fkNetExit, p.NetExit)
+	for _, f := range p.Forward {
+		put(fkForward, f.Addr)
+	}
+	put(fkExecFD, strconv.Itoa(p.ExecFD))
+	put(fkMemLimit, strconv.FormatInt(p.MemLimit, 10))
+	return b.Bytes()
+}
+
+func decodeFresh(b []byte) (*Process, error) {
+	p := &Process{}
+	next := func() (string, bool) {
+		v, rest, ok := bytes.Cut(b, []byte{0})
+		b = rest
+		return string(v), ok
+	}
+	for len(b) > 0 {
+		k, ok := next()
+		s, ok2 := next()
+		if !ok || !ok2 {
+			return nil, errors.New("truncated spec")
+		}
+		var err error
+		switch k {
+		case fkArg:
+			p.Args = append(p.Args, s)
+		case fkEnv:
+			p.Env = append(p.Env, s)
+		case fkCwd:
+			p.Cwd = s
+		case fkUser:
+			p.User = s
+		case fkCap:
+			p.Caps = append(p.Caps, s)
+		case fkTty:
+			p.Tty = true
+		case fkSingleID:
+			p.SingleID = true
+		case fkOOM:
+			n, e := strconv.Atoi(s)
+			p.OOMScoreAdj, err = &n, e
+		case fkNetBypass:
+			p.NetBypass = true
+		case fkOwnLog:
+			p.OwnLog = true
+		case fkLogMax:
+			p.LogMax, err = strconv.ParseInt(s, 10, 64)
+		case fkMemEvents:
+			p.MemEvents = true
+		case fkNetExit:
+			p.NetExit = true
+		case fkForward:
+			p.Forward = append(p.Forward, Forward{Addr: s})
+		case fkExecFD:
+			p.ExecFD, err = strconv.Atoi(s)
+		case fkMemLimit:
+			p.MemLimit, err = strconv.ParseInt(s, 10, 64)
+		default:
+			return nil, errors.New("unknown key " + strconv.Quote(k))
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
