@@ -24,6 +24,11 @@
 // forwarding (bench/run.sh net). B therefore stays alive for the
 // container's lifetime (ChildConfig.NeedsMonitor).
 //
+// A detached container left to its init alone (a resident network, see
+// resident.go) has no A or B: its init forwards the published TCP ports
+// the same way (accept on the host's socket, connect inside, splice),
+// from listening sockets bound here before the container starts.
+//
 // --network=DRIVER:port_handler=native (Options.PortDriver = PortNative)
 // uses the network driver's own forwarding instead, where it has one:
 //
