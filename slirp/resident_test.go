@@ -84,4 +84,3 @@ func TestResidentRule(t *testing.T) {
 		}
 	}
 }
-
