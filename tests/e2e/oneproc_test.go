@@ -354,7 +354,16 @@ func TestLifecycleOneProcessNetwork(t *testing.T) {
 	if st := readRunState(t, s, udp); st.ExitFile || st.MonitorPid == 0 {
 		t.Errorf("a UDP port: want the monitor kept, got %+v", st)
 	}
-	s.run("rm", "-f", "web", "udp").ok(t)
+	// slirp4netns's own forwarding (port_handler=native) needs nothing
+	// after the set-up either, UDP included.
+	port = freePort(t)
+	native := s.run("run", "-d", "--tls-verify=false", "--name", "native", "--net=slirp4netns:port_handler=native",
+		"-p", fmt.Sprintf("127.0.0.1:%d:80", port), "-p", fmt.Sprintf("127.0.0.1:%d:53/udp", freePort(t)), busybox(),
+		"sh", "-c", `echo web-hello > /tmp/index.html; exec httpd -f -p 80 -h /tmp`).ok(t).out()
+	waitInitAlone(t, s, native)
+	eventually(t, "the natively published port to answer", 20*time.Second, func() bool { return get() == "web-hello" })
+	s.run("rm", "-f", "web", "udp", "native").ok(t)
+	portFree()
 }
 
 // Descriptors unroot's caller leaves open (a CI runner's pipe) do not reach
