@@ -80,7 +80,19 @@ func slirpFeatures() (*rkslirp.Features, error) {
 		r := v.(result)
 		return r.f, r.err
 	}
-	f, err := rkslirp.DetectFeatures("slirp4netns")
+	var f *rkslirp.Features
+	bin, err := exec.LookPath("slirp4netns")
+	if err == nil {
+		if p, ok := cachedProbe(bin); ok {
+			f, err = p.Features, probeErr(p)
+		} else {
+			f, err = rkslirp.DetectFeatures(bin)
+			rememberProbe(bin, err, f)
+		}
+	}
+	if err == nil && f == nil {
+		err = errors.New("no features recorded")
+	}
 	slirpFeaturesMemo.Store(key, result{f, err})
 	return f, err
 }
@@ -99,25 +111,31 @@ func checkSlirp4netns() error {
 
 var pastaDateRE = regexp.MustCompile(`(20[0-9]{2})[_.-]?([01][0-9])[_.-]?([0-3][0-9])`)
 
-// checkPasta runs pasta's --version (and --help) once per process and PATH.
+// checkPasta runs pasta's --version (and --help) once per process and
+// PATH, and once per pasta binary and boot (probe.go).
 func checkPasta() error {
 	key := os.Getenv("PATH")
 	if v, ok := pastaMemo.Load(key); ok {
 		err, _ := v.(error)
 		return err
 	}
-	err := checkPastaNow()
+	var err error
+	bin, lerr := exec.LookPath("pasta")
+	if lerr != nil {
+		err = errors.New("pasta is not installed (apt-get install passt)")
+	} else if p, ok := cachedProbe(bin); ok {
+		err = probeErr(p)
+	} else {
+		err = checkPastaNow(bin)
+		rememberProbe(bin, err, nil)
+	}
 	pastaMemo.Store(key, err)
 	return err
 }
 
 var pastaMemo sync.Map
 
-func checkPastaNow() error {
-	bin, err := exec.LookPath("pasta")
-	if err != nil {
-		return errors.New("pasta is not installed (apt-get install passt)")
-	}
+func checkPastaNow(bin string) error {
 	out, _ := exec.Command(bin, "--version").CombinedOutput()
 	first, _, _ := strings.Cut(string(out), "\n")
 	if m := pastaDateRE.FindStringSubmatch(first); m != nil {
