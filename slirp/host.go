@@ -403,7 +403,12 @@ func checkPorts(d Driver, ports []PortSpec) ([]PortSpec, error) {
 // reservePort resolves random / ranged host ports and checks, by binding
 // it briefly, that the host port is free and allowed, so that the user
 // gets a clear message rather than a driver-specific one.
-func reservePort(p PortSpec) (PortSpec, error) {
+func reservePort(p PortSpec) (PortSpec, error) { return firstFree(p, probeBind) }
+
+// firstFree tries the host ports of p's range in turn with bind, which
+// returns the port it bound; the first one not in use wins. Errors name
+// the port and the fix.
+func firstFree(p PortSpec, bind func(PortSpec) (int, error)) (PortSpec, error) {
 	lo, hi := p.HostPort, p.HostPort
 	if p.HostPortEnd > p.HostPort {
 		hi = p.HostPortEnd
@@ -412,7 +417,7 @@ func reservePort(p PortSpec) (PortSpec, error) {
 	for hp := lo; hp <= hi; hp++ {
 		q := p
 		q.HostPort, q.HostPortEnd = hp, 0
-		got, err := probeBind(q)
+		got, err := bind(q)
 		if err == nil {
 			q.HostPort = got
 			return q, nil

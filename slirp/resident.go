@@ -1,7 +1,6 @@
 package slirp
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -65,41 +64,25 @@ func ListenPorts(ports []PortSpec) ([]PortSpec, []*os.File, error) {
 	return bound, files, nil
 }
 
-// listenOne binds one port (the first free one of a range).
+// listenOne binds one port (the first free one of a range) and keeps it.
 func listenOne(p PortSpec) (PortSpec, *os.File, error) {
-	ip := p.HostIP
-	if ip == "" {
-		ip = "0.0.0.0"
-	}
-	lo, hi := p.HostPort, p.HostPort
-	if p.HostPortEnd > p.HostPort {
-		hi = p.HostPortEnd
-	}
-	var firstErr error
-	for hp := lo; hp <= hi; hp++ {
-		l, err := net.Listen("tcp4", net.JoinHostPort(ip, strconv.Itoa(hp)))
-		if err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
-			if errors.Is(err, syscall.EADDRINUSE) {
-				continue
-			}
-			break
+	var f *os.File
+	q, err := firstFree(p, func(q PortSpec) (int, error) {
+		ip := q.HostIP
+		if ip == "" {
+			ip = "0.0.0.0"
 		}
-		f, err := l.(*net.TCPListener).File()
-		l.Close()
+		l, err := net.Listen("tcp4", net.JoinHostPort(ip, strconv.Itoa(q.HostPort)))
 		if err != nil {
-			return p, nil, err
+			return 0, err
 		}
-		q := p
-		q.HostPort, q.HostPortEnd = l.Addr().(*net.TCPAddr).Port, 0
-		return q, f, nil
-	}
-	if lo != hi && errors.Is(firstErr, syscall.EADDRINUSE) {
-		return p, nil, fmt.Errorf("slirp: publishing %s: no free host port in %d-%d", p, lo, hi)
-	}
-	return p, nil, fmt.Errorf("slirp: publishing %s: %w", p, portError(firstErr, p))
+		defer l.Close()
+		if f, err = l.(*net.TCPListener).File(); err != nil {
+			return 0, err
+		}
+		return l.Addr().(*net.TCPAddr).Port, nil
+	})
+	return q, f, err
 }
 
 // Resident says whether a container's network can be left to its init
