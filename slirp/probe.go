@@ -36,8 +36,16 @@ type probeFile struct {
 
 var probeMu sync.Mutex
 
-// probeCachePath is where the answers are kept ("" for nowhere).
-var probeCachePath = func() string { return filepath.Join(paths.Default().Run, "netprobe.json") }
+// probeCachePath is where the answers are kept: "" for nowhere, as when
+// the run directory (under /tmp without XDG_RUNTIME_DIR) is not ours, and
+// someone else could write the answers.
+var probeCachePath = func() string {
+	dir := paths.Default().Run
+	if paths.EnsureRunDir(dir) != nil {
+		return ""
+	}
+	return filepath.Join(dir, "netprobe.json")
+}
 
 func kernelRelease() string {
 	var u unix.Utsname
