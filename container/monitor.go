@@ -330,7 +330,7 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels
 	if proc.NetExit {
 		// fd 12: slirp4netns's exit pipe, 13...: the published ports'
 		// listening sockets (cinit's forward.go).
-		for len(cmd.ExtraFiles) < 9 {
+		for len(cmd.ExtraFiles) < cinit.NetExitFD-3 {
 			cmd.ExtraFiles = append(cmd.ExtraFiles, nil)
 		}
 		for i := 0; i <= len(proc.Forward); i++ {

@@ -19,11 +19,12 @@ import (
 // between TCP connections is splice(2)): RootlessKit's builtin port
 // driver's way, with no user-mode TCP stack on the path.
 const (
-	// initNetExitFD is the write end of slirp4netns's --exit-fd pipe.
-	initNetExitFD = 12
+	// NetExitFD is the write end of slirp4netns's --exit-fd pipe (the
+	// monitor passes it there).
+	NetExitFD = 12
 	// initForwardFD is the first of the listening sockets, one per
 	// Process.Forward entry, in order.
-	initForwardFD = 13
+	initForwardFD = NetExitFD + 1
 )
 
 // Forward is a published port the init forwards: connections accepted on
@@ -37,7 +38,7 @@ func netFDs(p *Process) []int {
 	if !p.NetExit {
 		return nil
 	}
-	fds := []int{initNetExitFD}
+	fds := []int{NetExitFD}
 	for i := range p.Forward {
 		fds = append(fds, initForwardFD+i)
 	}

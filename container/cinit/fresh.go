@@ -66,12 +66,11 @@ func execFresh(p *Process, execFD int) {
 	}
 	// Our binary is not in the container's filesystem, but /proc/self/exe
 	// still leads to it.
-	err = unix.Exec("/proc/self/exe", []string{os.Args[0]}, env)
+	_ = unix.Exec("/proc/self/exe", []string{os.Args[0]}, env)
 	for _, fd := range keep {
 		unix.CloseOnExec(fd)
 	}
 	p.ExecFD, p.MemLimit = 0, 0
-	_ = err
 }
 
 // FreshMain is StageFresh's main: it starts the container's process and
@@ -85,11 +84,7 @@ func FreshMain() int {
 	}
 	unix.CloseOnExec(initStartedFD)
 	closeOwnFDs()
-	b, err := readSpec(initSpecFD)
-	if err != nil {
-		return fail(ExitSetup, fmt.Errorf("reading the container spec: %w", err))
-	}
-	p, err := decodeFresh(b)
+	p, err := readSpec(initSpecFD)
 	if err != nil {
 		return fail(ExitSetup, fmt.Errorf("reading the container spec: %w", err))
 	}
@@ -106,8 +101,8 @@ func FreshMain() int {
 	return start(p, nil, func() {}, w, execFD)
 }
 
-// readSpec reads the memfd fd to its end and closes it.
-func readSpec(fd int) ([]byte, error) {
+// readSpec reads the spec from the memfd fd and closes it.
+func readSpec(fd int) (*Process, error) {
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
@@ -124,5 +119,5 @@ func readSpec(fd int) ([]byte, error) {
 		}
 		n += m
 	}
-	return b, nil
+	return decodeFresh(b)
 }

@@ -65,7 +65,7 @@ type Process struct {
 	OwnLog    bool  `json:"own_log,omitempty"`
 	LogMax    int64 `json:"log_max,omitempty"`
 	MemEvents bool  `json:"mem_events,omitempty"`
-	// NetExit: the init holds slirp4netns's exit pipe (initNetExitFD);
+	// NetExit: the init holds slirp4netns's exit pipe (NetExitFD);
 	// Forward: the published ports it forwards (forward.go).
 	NetExit bool      `json:"net_exit,omitempty"`
 	Forward []Forward `json:"forward,omitempty"`
