@@ -8,11 +8,18 @@ import (
 	"runtime"
 
 	"github.com/unroot/unroot/container/cinit"
+	"github.com/unroot/unroot/userns"
 )
 
 // The main goroutine runs on the main thread, the one the monitor forked:
 // the init's parent-death signal is that thread's, and the init of a
 // container it keeps alone drops it from there (cinit's detached.go).
-func init() { runtime.LockOSThread() }
+// The fresh init does not lock it: it changes that and the other
+// per-thread state on every thread (cinit's threads.go).
+func init() {
+	if os.Getenv(userns.EnvStage) != cinit.StageFresh {
+		runtime.LockOSThread()
+	}
+}
 
 func main() { os.Exit(cinit.Run()) }

@@ -83,9 +83,10 @@ func Capabilities(add, drop []string) ([]string, error) {
 
 // restrictCaps sets the calling thread's permitted and effective sets to
 // permitted and its inheritable set to inheritable (the bounding set is
-// dropped earlier, by dropBounding). Capabilities are per thread: the caller
-// is locked to its OS thread and forks from it; a root process's exec then
-// yields inheritable | bounding, exactly the container's set.
+// dropped earlier, by dropBounding). Capabilities are per thread (see
+// threads.go): the process is forked from a thread that has them; a root
+// process's exec then yields inheritable | bounding, exactly the
+// container's set.
 func restrictCaps(permitted, inheritable []string) error {
 	var data [2]unix.CapUserData
 	for _, c := range permitted {
@@ -100,18 +101,24 @@ func restrictCaps(permitted, inheritable []string) error {
 		data[i].Effective = data[i].Permitted
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
+	if err := capsetThreads(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("setting capabilities: %w", err)
 	}
 	// Ambient capabilities would survive into a non-root exec; Docker gives
 	// non-root processes none.
-	_ = unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+	_ = threadsSyscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0)
 	return nil
 }
 
 func lastCap() int {
+	// Read without os.File: the fresh init allocates as little as it can.
 	var b [8]byte
-	n, err := readFileInto("/proc/sys/kernel/cap_last_cap", b[:])
+	fd, err := unix.Open("/proc/sys/kernel/cap_last_cap", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return unix.CAP_LAST_CAP
+	}
+	n, err := unix.Read(fd, b[:])
+	unix.Close(fd)
 	if err != nil {
 		return unix.CAP_LAST_CAP
 	}

@@ -46,6 +46,7 @@ type ownLog struct {
 	w          *ctrlog.Writer
 	wg         sync.WaitGroup
 	outW, errW *os.File
+	outR, errR *os.File
 }
 
 // logBuf bounds a log line (as the detached host process does).
@@ -74,11 +75,21 @@ func startOwnLog(p *Process) (*ownLog, error) {
 		return nil, err
 	}
 	o.outW, o.errW = outW, errW
-	o.wg.Add(2)
-	go func() { defer o.wg.Done(); o.w.Copy("stdout", outR, logBuf) }()
-	go func() { defer o.wg.Done(); o.w.Copy("stderr", errR, logBuf) }()
+	o.outR, o.errR = outR, errR
 	p.stdio = []*os.File{os.Stdin, outW, errW}
 	return o, nil
+}
+
+// copiers are the goroutines copying the process's stdout and stderr into
+// the log, to start when the pipe first has something (see lazy).
+func (o *ownLog) copiers() []lazy {
+	copier := func(stream string, r *os.File) lazy {
+		return lazy{fd: fdOf(r), atEnd: true, start: func() {
+			o.wg.Add(1)
+			go func() { defer o.wg.Done(); o.w.Copy(stream, r, logBuf) }()
+		}}
+	}
+	return []lazy{copier("stdout", o.outR), copier("stderr", o.errR)}
 }
 
 // started: the process runs with its ends of the pipes. Our own stdout
@@ -130,6 +141,8 @@ func runtimeMemory() int64 {
 // signal. It is set on the thread the monitor forked, our main thread
 // (cmd/unroot-init locks the main goroutine to it): we must be on it.
 func (o *ownLog) handoff() {
+	// Waited for in the netpoller, not in read(2): see pollSet.
+	_ = unix.SetNonblock(initHandoffFD, true)
 	f := os.NewFile(initHandoffFD, "handoff")
 	defer f.Close()
 	var b [1]byte
@@ -137,7 +150,8 @@ func (o *ownLog) handoff() {
 		return // the monitor is gone, and we with it
 	}
 	answer := []byte{'n'}
-	if unix.Gettid() == unix.Getpid() && unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0) == nil {
+	// The signal is the main thread's, the one the monitor forked.
+	if (everyThread || unix.Gettid() == unix.Getpid()) && prctlThreads(unix.PR_SET_PDEATHSIG, 0) == nil {
 		answer[0] = 'y'
 	}
 	_, _ = f.Write(answer)

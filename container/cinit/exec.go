@@ -207,6 +207,7 @@ func handleExec(fd int, jobs chan<- *execJob, wake func()) {
 func startExec(p *Process, job *execJob) (pid int) {
 	req := job.req
 	ep := *p
+	ep.resolved = nil
 	ep.Args = req.Args
 	ep.Env = mergeEnv(p.Env, req.Env)
 	ep.Tty = req.Tty

@@ -35,19 +35,28 @@ func execFresh(p *Process, execFD int) {
 	p.ExecFD = execFD
 	// What we hold now is more than the fresh init will: its limit.
 	p.MemLimit = runtimeMemory() + gcHeadroom
+	// Resolved here, the fresh init reads no /etc/passwd to start it; if
+	// that fails, the fresh init fails the same way and says so.
+	if r, _, err := resolveProcess(p); err == nil {
+		p.resolved = r
+	}
 	b := encodeFresh(p)
 	fd, err := unix.MemfdCreate("unroot-spec", unix.MFD_CLOEXEC)
 	if err != nil {
 		return
 	}
-	defer unix.Close(fd)
-	if _, err := unix.Write(fd, b); err != nil {
-		return
+	_, err = unix.Write(fd, b)
+	if err == nil {
+		_, err = unix.Seek(fd, 0, 0)
 	}
-	if _, err := unix.Seek(fd, 0, 0); err != nil {
-		return
+	if err == nil {
+		err = unix.Dup3(fd, initSpecFD, 0)
 	}
-	if err := unix.Dup3(fd, initSpecFD, 0); err != nil {
+	// Closed before the loop below: the memfd may have taken the number
+	// of a descriptor not passed (memory.events), which the loop would
+	// then keep open across the exec.
+	unix.Close(fd)
+	if err != nil {
 		return
 	}
 	keep := append([]int{initSpecFD, initStartedFD, initLogFD, initLogOldFD, initExitFD, initMemEventsFD, initHandoffFD, execFD}, netFDs(p)...)
@@ -58,9 +67,9 @@ func execFresh(p *Process, execFD int) {
 	}
 	var comm [16]byte
 	_ = unix.Prctl(unix.PR_GET_NAME, uintptr(unsafe.Pointer(&comm[0])), 0, 0, 0)
-	env := []string{userns.EnvStage + "=" + StageFresh, "GOGC=off", envComm + "=" + unix.ByteSliceToString(comm[:])}
+	env := []string{userns.EnvStage + "=" + StageFresh, "GOGC=off", "GOMAXPROCS=1", envComm + "=" + unix.ByteSliceToString(comm[:])}
 	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, userns.EnvStage+"=") && !strings.HasPrefix(e, "GOGC=") && !strings.HasPrefix(e, envComm+"=") {
+		if !strings.HasPrefix(e, userns.EnvStage+"=") && !strings.HasPrefix(e, "GOGC=") && !strings.HasPrefix(e, "GOMAXPROCS=") && !strings.HasPrefix(e, envComm+"=") {
 			env = append(env, e)
 		}
 	}
@@ -70,7 +79,7 @@ func execFresh(p *Process, execFD int) {
 	for _, fd := range keep {
 		unix.CloseOnExec(fd)
 	}
-	p.ExecFD, p.MemLimit = 0, 0
+	p.ExecFD, p.MemLimit, p.resolved = 0, 0, nil
 }
 
 // FreshMain is StageFresh's main: it starts the container's process and
@@ -78,6 +87,7 @@ func execFresh(p *Process, execFD int) {
 func FreshMain() int {
 	// An exec makes a process dumpable again: first of all, undo it.
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	everyThread = true
 	// The exec named us "exe", after /proc/self/exe: take the setup's name.
 	if name, err := unix.BytePtrFromString(os.Getenv(envComm)); err == nil {
 		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"unsafe"
 )
 
 // The fresh init (fresh.go) gets the part of the Process it still needs
@@ -19,6 +20,8 @@ const (
 	fkOwnLog, fkLogMax, fkMemEvents       = "own-log", "log-max", "mem-events"
 	fkNetExit, fkForward, fkExecFD        = "net-exit", "forward", "exec-fd"
 	fkMemLimit                            = "mem-limit"
+	// The process as the setup found it (Process.resolved).
+	fkPath, fkUID, fkGID, fkGroup, fkHome = "path", "uid", "gid", "group", "home"
 )
 
 func encodeFresh(p *Process) []byte {
@@ -60,15 +63,59 @@ func encodeFresh(p *Process) []byte {
 	}
 	put(fkExecFD, strconv.Itoa(p.ExecFD))
 	put(fkMemLimit, strconv.FormatInt(p.MemLimit, 10))
+	if r := p.resolved; r != nil {
+		put(fkPath, r.path)
+		put(fkUID, strconv.Itoa(r.uid))
+		put(fkGID, strconv.Itoa(r.gid))
+		for _, g := range r.groups {
+			put(fkGroup, strconv.Itoa(g))
+		}
+		put(fkHome, r.home)
+	}
 	return b.Bytes()
 }
 
 func decodeFresh(b []byte) (*Process, error) {
 	p := &Process{}
+	// The strings share b: every allocation of a distinct size stays
+	// touched in the idle init (see fresh.go).
 	next := func() (string, bool) {
 		v, rest, ok := bytes.Cut(b, []byte{0})
 		b = rest
-		return string(v), ok
+		if len(v) == 0 {
+			return "", ok
+		}
+		return unsafe.String(&v[0], len(v)), ok
+	}
+	// The lists share one array too.
+	var nArg, nEnv, nCap int
+	for rest := b; len(rest) > 0; {
+		k, r, _ := bytes.Cut(rest, []byte{0})
+		_, rest, _ = bytes.Cut(r, []byte{0})
+		switch string(k) {
+		case fkArg:
+			nArg++
+		case fkEnv:
+			nEnv++
+		case fkCap:
+			nCap++
+		}
+	}
+	lists := make([]string, nArg+nEnv+nCap)
+	list := func(n int) []string {
+		if n == 0 {
+			return nil
+		}
+		l := lists[:0:n]
+		lists = lists[n:]
+		return l
+	}
+	p.Args, p.Env, p.Caps = list(nArg), list(nEnv), list(nCap)
+	res := func() *resolvedProcess {
+		if p.resolved == nil {
+			p.resolved = &resolvedProcess{}
+		}
+		return p.resolved
 	}
 	for len(b) > 0 {
 		k, ok := next()
@@ -111,6 +158,18 @@ func decodeFresh(b []byte) (*Process, error) {
 			p.ExecFD, err = strconv.Atoi(s)
 		case fkMemLimit:
 			p.MemLimit, err = strconv.ParseInt(s, 10, 64)
+		case fkPath:
+			res().path = s
+		case fkUID:
+			res().uid, err = strconv.Atoi(s)
+		case fkGID:
+			res().gid, err = strconv.Atoi(s)
+		case fkGroup:
+			var g int
+			g, err = strconv.Atoi(s)
+			res().groups = append(res().groups, g)
+		case fkHome:
+			res().home = s
 		default:
 			return nil, errors.New("unknown key " + strconv.Quote(k))
 		}

@@ -20,6 +20,7 @@ func TestFreshSpecRoundTrip(t *testing.T) {
 		OwnLog: true, LogMax: 10 << 20, MemEvents: true, NetExit: true,
 		Forward: []Forward{{Addr: "10.0.2.100:80"}, {Addr: "10.0.2.100:5432"}}, ExecFD: 14, MemLimit: 9 << 20,
 	}
+	p.resolved = &resolvedProcess{path: "/bin/sh", uid: 101, gid: 102, groups: []int{5, 6}, home: "/home/x"}
 	// Every field is carried, or set-up only: a new field must be sorted
 	// into one or the other.
 	v := reflect.ValueOf(p).Elem()

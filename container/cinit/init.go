@@ -77,6 +77,18 @@ type Process struct {
 	MemLimit int64 `json:"mem_limit,omitempty"`
 	// stdio: the process's stdin, stdout and stderr when not ours.
 	stdio []*os.File
+	// resolved is what the setup's init found for the process (fresh.go),
+	// for the fresh init, which then reads no files to start it.
+	resolved *resolvedProcess
+}
+
+// resolvedProcess is a process's user, HOME and program, as found inside
+// the container.
+type resolvedProcess struct {
+	path     string
+	uid, gid int
+	groups   []int
+	home     string
 }
 
 // StageInit is the stage name of the container's init process.
@@ -172,8 +184,10 @@ func run(p *Process, sigs chan os.Signal, caught func()) int {
 		return fail(ExitSetup, fmt.Errorf("setting the hostname: %w", err))
 	}
 	trace.Mark("init: pivoted, masked")
-	if p.OwnLog && w != nil {
-		// Returns only if the exec failed: then this init stays.
+	if p.OwnLog && w != nil && !p.NetBypass {
+		// Returns only if the exec failed: then this init stays. (The
+		// bypass's filter goes to the monitor: no container kept alone
+		// has it.)
 		execFresh(p, execFD)
 	}
 	return start(p, sigs, caught, w, execFD)
@@ -222,14 +236,21 @@ func start(p *Process, sigs chan os.Signal, caught func(), w *waker, execFD int)
 	if w != nil {
 		wake = w.wake
 	}
+	var later []lazy
+	if own != nil {
+		later = own.copiers()
+	}
 	if execFD >= 0 {
-		go serveExec(execFD, jobs, wake)
+		later = append(later, lazy{fd: execFD, start: func() { go serveExec(execFD, jobs, wake) }})
 	}
 	quiet := false
 	if w != nil {
-		code, quiet = reapQuiet(cmd.Process.Pid, jobs, w, p)
+		code, quiet = reapQuiet(cmd.Process.Pid, jobs, w, p, later)
 	}
 	if !quiet {
+		for _, l := range later {
+			l.start()
+		}
 		if sigs == nil {
 			sigs, caught = CatchSignals(Forwarded...)
 			caught()
@@ -308,32 +329,26 @@ func loadBypass() error {
 }
 
 // buildProcess resolves p's user, working directory and program inside
-// the container (the main process and exec'd ones alike) and returns the
-// command to start, with stdio, or a new terminal whose master it returns.
+// the container (the main process and exec'd ones alike) unless that was
+// done (p.resolved), and returns the command to start, with stdio, or a
+// new terminal whose master it returns.
 func buildProcess(p *Process, stdio []*os.File, tty bool) (*exec.Cmd, *os.File, int, error) {
-	eu, err := resolveUser(p.User, p.SingleID)
-	if err != nil {
-		return nil, nil, ExitSetup, err
+	r := p.resolved
+	if r == nil {
+		var code int
+		var err error
+		if r, code, err = resolveProcess(p); err != nil {
+			return nil, nil, code, err
+		}
 	}
-	env := p.Env
-	if !HasEnv(env, "HOME") {
-		env = append(env, "HOME="+eu.Home)
-	}
-	if err := os.MkdirAll(p.Cwd, 0o755); err != nil {
-		return nil, nil, ExitCannotRun, fmt.Errorf("creating working directory %s: %w", p.Cwd, err)
-	}
-	path, code, err := lookPath(p.Args[0], env)
-	if err != nil {
-		return nil, nil, code, err
-	}
-	cmd := &exec.Cmd{Path: path, Args: p.Args, Env: env, Dir: p.Cwd}
+	cmd := &exec.Cmd{Path: r.path, Args: p.Args, Env: withHome(p.Env, r.home), Dir: p.Cwd}
 	attr := &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: uint32(eu.Uid), Gid: uint32(eu.Gid), NoSetGroups: p.SingleID},
+		Credential: &syscall.Credential{Uid: uint32(r.uid), Gid: uint32(r.gid), NoSetGroups: p.SingleID},
 		Setsid:     true,
 		// The process must not outlive its init.
 		Pdeathsig: unix.SIGKILL,
 	}
-	for _, g := range eu.Sgids {
+	for _, g := range r.groups {
 		attr.Credential.Groups = append(attr.Credential.Groups, uint32(g))
 	}
 	var master *os.File
@@ -351,6 +366,31 @@ func buildProcess(p *Process, stdio []*os.File, tty bool) (*exec.Cmd, *os.File, 
 	}
 	cmd.SysProcAttr = attr
 	return cmd, master, 0, nil
+}
+
+// resolveProcess finds p's user in the container's /etc/passwd and
+// /etc/group, makes its working directory and finds its program.
+func resolveProcess(p *Process) (*resolvedProcess, int, error) {
+	eu, err := resolveUser(p.User, p.SingleID)
+	if err != nil {
+		return nil, ExitSetup, err
+	}
+	if err := os.MkdirAll(p.Cwd, 0o755); err != nil {
+		return nil, ExitCannotRun, fmt.Errorf("creating working directory %s: %w", p.Cwd, err)
+	}
+	path, code, err := lookPath(p.Args[0], withHome(p.Env, eu.Home))
+	if err != nil {
+		return nil, code, err
+	}
+	return &resolvedProcess{path: path, uid: eu.Uid, gid: eu.Gid, groups: eu.Sgids, home: eu.Home}, 0, nil
+}
+
+// withHome is env with HOME set to home unless it sets HOME itself.
+func withHome(env []string, home string) []string {
+	if HasEnv(env, "HOME") {
+		return env
+	}
+	return append(env[:len(env):len(env)], "HOME="+home)
 }
 
 func closeStdio(cmd *exec.Cmd) {
@@ -453,7 +493,7 @@ func applySecurity(p *Process) error {
 	if err := restrictCaps(keep, p.Caps); err != nil {
 		return err
 	}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+	if err := prctlThreads(unix.PR_SET_NO_NEW_PRIVS, 1); err != nil {
 		return fmt.Errorf("setting no_new_privs: %w", err)
 	}
 	return nil
@@ -467,13 +507,14 @@ func mappingHint(single bool) string {
 }
 
 func dropBounding(caps []string) error {
-	keep := map[int]bool{}
+	var keep [64]bool
 	for _, c := range caps {
 		keep[capNumbers[c]] = true
 	}
-	for c := 0; c <= lastCap(); c++ {
+	last := min(lastCap(), len(keep)-1)
+	for c := 0; c <= last; c++ {
 		if !keep[c] {
-			if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
+			if err := prctlThreads(unix.PR_CAPBSET_DROP, uintptr(c)); err != nil && err != unix.EINVAL {
 				return fmt.Errorf("dropping capability %d: %w", c, err)
 			}
 		}

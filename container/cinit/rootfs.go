@@ -245,12 +245,3 @@ func maskPaths() error {
 	}
 	return nil
 }
-
-func readFileInto(path string, b []byte) (int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	return f.Read(b)
-}
