@@ -14,21 +14,61 @@ var DefaultCaps = []string{
 	"AUDIT_WRITE",
 }
 
-var capNumbers = map[string]int{
-	"CHOWN": unix.CAP_CHOWN, "DAC_OVERRIDE": unix.CAP_DAC_OVERRIDE, "DAC_READ_SEARCH": unix.CAP_DAC_READ_SEARCH,
-	"FOWNER": unix.CAP_FOWNER, "FSETID": unix.CAP_FSETID, "KILL": unix.CAP_KILL, "SETGID": unix.CAP_SETGID,
-	"SETUID": unix.CAP_SETUID, "SETPCAP": unix.CAP_SETPCAP, "LINUX_IMMUTABLE": unix.CAP_LINUX_IMMUTABLE,
-	"NET_BIND_SERVICE": unix.CAP_NET_BIND_SERVICE, "NET_BROADCAST": unix.CAP_NET_BROADCAST,
-	"NET_ADMIN": unix.CAP_NET_ADMIN, "NET_RAW": unix.CAP_NET_RAW, "IPC_LOCK": unix.CAP_IPC_LOCK,
-	"IPC_OWNER": unix.CAP_IPC_OWNER, "SYS_MODULE": unix.CAP_SYS_MODULE, "SYS_RAWIO": unix.CAP_SYS_RAWIO,
-	"SYS_CHROOT": unix.CAP_SYS_CHROOT, "SYS_PTRACE": unix.CAP_SYS_PTRACE, "SYS_PACCT": unix.CAP_SYS_PACCT,
-	"SYS_ADMIN": unix.CAP_SYS_ADMIN, "SYS_BOOT": unix.CAP_SYS_BOOT, "SYS_NICE": unix.CAP_SYS_NICE,
-	"SYS_RESOURCE": unix.CAP_SYS_RESOURCE, "SYS_TIME": unix.CAP_SYS_TIME, "SYS_TTY_CONFIG": unix.CAP_SYS_TTY_CONFIG,
-	"MKNOD": unix.CAP_MKNOD, "LEASE": unix.CAP_LEASE, "AUDIT_WRITE": unix.CAP_AUDIT_WRITE,
-	"AUDIT_CONTROL": unix.CAP_AUDIT_CONTROL, "SETFCAP": unix.CAP_SETFCAP, "MAC_OVERRIDE": unix.CAP_MAC_OVERRIDE,
-	"MAC_ADMIN": unix.CAP_MAC_ADMIN, "SYSLOG": unix.CAP_SYSLOG, "WAKE_ALARM": unix.CAP_WAKE_ALARM,
-	"BLOCK_SUSPEND": unix.CAP_BLOCK_SUSPEND, "AUDIT_READ": unix.CAP_AUDIT_READ, "PERFMON": unix.CAP_PERFMON,
-	"BPF": unix.CAP_BPF, "CHECKPOINT_RESTORE": unix.CAP_CHECKPOINT_RESTORE,
+// capNames are the capabilities by number: an array, not a map, which
+// would be built in every init process at start-up (see fresh.go on why
+// each allocation of the init counts).
+var capNames = [...]string{
+	unix.CAP_CHOWN:              "CHOWN",
+	unix.CAP_DAC_OVERRIDE:       "DAC_OVERRIDE",
+	unix.CAP_DAC_READ_SEARCH:    "DAC_READ_SEARCH",
+	unix.CAP_FOWNER:             "FOWNER",
+	unix.CAP_FSETID:             "FSETID",
+	unix.CAP_KILL:               "KILL",
+	unix.CAP_SETGID:             "SETGID",
+	unix.CAP_SETUID:             "SETUID",
+	unix.CAP_SETPCAP:            "SETPCAP",
+	unix.CAP_LINUX_IMMUTABLE:    "LINUX_IMMUTABLE",
+	unix.CAP_NET_BIND_SERVICE:   "NET_BIND_SERVICE",
+	unix.CAP_NET_BROADCAST:      "NET_BROADCAST",
+	unix.CAP_NET_ADMIN:          "NET_ADMIN",
+	unix.CAP_NET_RAW:            "NET_RAW",
+	unix.CAP_IPC_LOCK:           "IPC_LOCK",
+	unix.CAP_IPC_OWNER:          "IPC_OWNER",
+	unix.CAP_SYS_MODULE:         "SYS_MODULE",
+	unix.CAP_SYS_RAWIO:          "SYS_RAWIO",
+	unix.CAP_SYS_CHROOT:         "SYS_CHROOT",
+	unix.CAP_SYS_PTRACE:         "SYS_PTRACE",
+	unix.CAP_SYS_PACCT:          "SYS_PACCT",
+	unix.CAP_SYS_ADMIN:          "SYS_ADMIN",
+	unix.CAP_SYS_BOOT:           "SYS_BOOT",
+	unix.CAP_SYS_NICE:           "SYS_NICE",
+	unix.CAP_SYS_RESOURCE:       "SYS_RESOURCE",
+	unix.CAP_SYS_TIME:           "SYS_TIME",
+	unix.CAP_SYS_TTY_CONFIG:     "SYS_TTY_CONFIG",
+	unix.CAP_MKNOD:              "MKNOD",
+	unix.CAP_LEASE:              "LEASE",
+	unix.CAP_AUDIT_WRITE:        "AUDIT_WRITE",
+	unix.CAP_AUDIT_CONTROL:      "AUDIT_CONTROL",
+	unix.CAP_SETFCAP:            "SETFCAP",
+	unix.CAP_MAC_OVERRIDE:       "MAC_OVERRIDE",
+	unix.CAP_MAC_ADMIN:          "MAC_ADMIN",
+	unix.CAP_SYSLOG:             "SYSLOG",
+	unix.CAP_WAKE_ALARM:         "WAKE_ALARM",
+	unix.CAP_BLOCK_SUSPEND:      "BLOCK_SUSPEND",
+	unix.CAP_AUDIT_READ:         "AUDIT_READ",
+	unix.CAP_PERFMON:            "PERFMON",
+	unix.CAP_BPF:                "BPF",
+	unix.CAP_CHECKPOINT_RESTORE: "CHECKPOINT_RESTORE",
+}
+
+// capNumber is the number of the capability named c, or -1.
+func capNumber(c string) int {
+	for n, name := range capNames {
+		if name == c {
+			return n
+		}
+	}
+	return -1
 }
 
 func canonCap(c string) (string, error) {
@@ -36,7 +76,7 @@ func canonCap(c string) (string, error) {
 	if c == "ALL" {
 		return c, nil
 	}
-	if _, ok := capNumbers[c]; !ok {
+	if capNumber(c) < 0 {
 		return "", fmt.Errorf("unknown capability %q (names as in capabilities(7), e.g. NET_ADMIN or CAP_NET_ADMIN)", c)
 	}
 	return c, nil
@@ -65,16 +105,18 @@ func Capabilities(add, drop []string) ([]string, error) {
 			return nil, err
 		}
 		if c == "ALL" {
-			for k := range capNumbers {
-				set[k] = true
+			for _, k := range capNames {
+				if k != "" {
+					set[k] = true
+				}
 			}
 			continue
 		}
 		set[c] = true
 	}
 	var out []string
-	for k := range capNumbers {
-		if set[k] {
+	for _, k := range capNames {
+		if k != "" && set[k] {
 			out = append(out, k)
 		}
 	}
@@ -90,12 +132,14 @@ func Capabilities(add, drop []string) ([]string, error) {
 func restrictCaps(permitted, inheritable []string) error {
 	var data [2]unix.CapUserData
 	for _, c := range permitted {
-		n := capNumbers[c]
-		data[n/32].Permitted |= 1 << uint(n%32)
+		if n := capNumber(c); n >= 0 {
+			data[n/32].Permitted |= 1 << uint(n%32)
+		}
 	}
 	for _, c := range inheritable {
-		n := capNumbers[c]
-		data[n/32].Inheritable |= 1 << uint(n%32)
+		if n := capNumber(c); n >= 0 {
+			data[n/32].Inheritable |= 1 << uint(n%32)
+		}
 	}
 	for i := range data {
 		data[i].Effective = data[i].Permitted

@@ -3,8 +3,8 @@ package cinit
 import (
 	"encoding/json"
 	"os"
+	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
 	"sync"
 	"time"
 
@@ -128,18 +128,21 @@ func (o *ownLog) started(p *Process) {
 const gcHeadroom = 4 << 20
 
 // runtimeMemory is the memory the runtime holds, as its memory limit
-// counts it: what it has mapped, less what it gave back. From
-// runtime/metrics: runtime.ReadMemStats stops the world and leaves ~280 kB
-// more touched in every idle init.
+// counts it: what it has mapped, less what it gave back. The setup's init
+// asks before it execs the fresh one (fresh.go), so the ~280 kB that
+// ReadMemStats leaves touched (it stops the world) go with it; importing
+// runtime/metrics instead cost every init a 6 kB object of a size class
+// of its own, from that package's init.
 func runtimeMemory() int64 {
-	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
-	metrics.Read(s)
-	return int64(s[0].Value.Uint64() - s[1].Value.Uint64())
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.Sys - m.HeapReleased)
 }
 
 // handoff waits for the monitor's request and drops our parent-death
-// signal. It is set on the thread the monitor forked, our main thread
-// (cmd/unroot-init locks the main goroutine to it): we must be on it.
+// signal. It is set on the thread the monitor forked, our main thread:
+// the setup's init is locked to it (cmd/unroot-init), the fresh one drops
+// it on every thread (threads.go).
 func (o *ownLog) handoff() {
 	// Waited for in the netpoller, not in read(2): see pollSet.
 	_ = unix.SetNonblock(initHandoffFD, true)

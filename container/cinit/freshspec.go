@@ -76,7 +76,16 @@ func encodeFresh(p *Process) []byte {
 }
 
 func decodeFresh(b []byte) (*Process, error) {
-	p := &Process{}
+	// One allocation for the process and what the setup resolved, and
+	// one for its lists, rounded up to a power of two: every size class
+	// the fresh init allocates from keeps a span, and the span's pointer
+	// bitmap, touched for good (~8 kB each in every idle container), and
+	// those are the classes the runtime's own objects already use.
+	pr := &struct {
+		p Process
+		r resolvedProcess
+	}{}
+	p := &pr.p
 	// The strings share b: every allocation of a distinct size stays
 	// touched in the idle init (see fresh.go).
 	next := func() (string, bool) {
@@ -101,7 +110,11 @@ func decodeFresh(b []byte) (*Process, error) {
 			nCap++
 		}
 	}
-	lists := make([]string, nArg+nEnv+nCap)
+	c := 16
+	for c < nArg+nEnv+nCap {
+		c *= 2
+	}
+	lists := make([]string, nArg+nEnv+nCap, c)
 	list := func(n int) []string {
 		if n == 0 {
 			return nil
@@ -112,9 +125,7 @@ func decodeFresh(b []byte) (*Process, error) {
 	}
 	p.Args, p.Env, p.Caps = list(nArg), list(nEnv), list(nCap)
 	res := func() *resolvedProcess {
-		if p.resolved == nil {
-			p.resolved = &resolvedProcess{}
-		}
+		p.resolved = &pr.r
 		return p.resolved
 	}
 	for len(b) > 0 {

@@ -231,7 +231,7 @@ func start(p *Process, sigs chan os.Signal, caught func(), w *waker, execFD int)
 	}
 	// Buffered: without signals the main thread is woken (w) to take the
 	// jobs, after they are queued.
-	jobs := make(chan *execJob, 16)
+	jobs := make(chan *execJob, 8)
 	var wake func()
 	if w != nil {
 		wake = w.wake
@@ -341,9 +341,17 @@ func buildProcess(p *Process, stdio []*os.File, tty bool) (*exec.Cmd, *os.File, 
 			return nil, nil, code, err
 		}
 	}
-	cmd := &exec.Cmd{Path: r.path, Args: p.Args, Env: withHome(p.Env, r.home), Dir: p.Cwd}
+	// One allocation for both (see fresh.go on size classes).
+	c := &struct {
+		cmd  exec.Cmd
+		cred syscall.Credential
+	}{
+		cmd:  exec.Cmd{Path: r.path, Args: p.Args, Env: withHome(p.Env, r.home), Dir: p.Cwd},
+		cred: syscall.Credential{Uid: uint32(r.uid), Gid: uint32(r.gid), NoSetGroups: p.SingleID},
+	}
+	cmd := &c.cmd
 	attr := &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: uint32(r.uid), Gid: uint32(r.gid), NoSetGroups: p.SingleID},
+		Credential: &c.cred,
 		Setsid:     true,
 		// The process must not outlive its init.
 		Pdeathsig: unix.SIGKILL,
@@ -509,7 +517,9 @@ func mappingHint(single bool) string {
 func dropBounding(caps []string) error {
 	var keep [64]bool
 	for _, c := range caps {
-		keep[capNumbers[c]] = true
+		if n := capNumber(c); n >= 0 {
+			keep[n] = true
+		}
 	}
 	last := min(lastCap(), len(keep)-1)
 	for c := 0; c <= last; c++ {

@@ -53,11 +53,13 @@ func Open(path string, max int64) (*Writer, error) {
 // needs to be held open (a directory descriptor in the container's PID 1
 // would be a way out of the container for a process that can ptrace it).
 func OpenFiles(cur, old *os.File, max int64) (*Writer, error) {
-	st, err := cur.Stat()
+	// Seek, not Stat: an idle container's init keeps no FileInfo's size
+	// class (see cinit's fresh.go).
+	size, err := cur.Seek(0, io.SeekEnd)
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{f: cur, old: old, size: st.Size(), max: max}, nil
+	return &Writer{f: cur, old: old, size: size, max: max}, nil
 }
 
 // Close closes the files.
