@@ -114,6 +114,26 @@ func TestLifecycleOneProcess(t *testing.T) {
 			t.Errorf("an unroot process %d is below the init %d", c, st.Pid)
 		}
 	}
+	// Any thread of the fresh init may fork the container's processes
+	// (cinit's threads.go): each has the same capabilities, the
+	// container's bounding set and no_new_privs.
+	if kids := childrenOf(st.Pid); len(kids) > 0 {
+		proc := secState(kids[0])
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", st.Pid))
+		var first string
+		for _, task := range tasks {
+			ts := secState(0, task)
+			if first == "" {
+				first = ts
+			}
+			if ts != first || !strings.Contains(ts, "NoNewPrivs:\t1") || boundingOf(ts) != boundingOf(proc) {
+				t.Errorf("init thread %s: %q, first thread %q, the process %q", task, ts, first, proc)
+			}
+		}
+		if len(tasks) == 0 {
+			t.Errorf("no threads of the init %d", st.Pid)
+		}
+	}
 	if got := psLine(t, s, "one"); !strings.HasPrefix(got, "one Up") {
 		t.Errorf("ps: %q", got)
 	}
@@ -388,4 +408,30 @@ func TestRunDetachedDropsCallersFDs(t *testing.T) {
 		r.Close()
 	}
 	s.run("rm", "-f", "fds-none", "fds-auto").ok(t)
+}
+
+// secState is the capability and no_new_privs lines of a process's (or,
+// with dir, a thread's) status.
+func secState(pid int, dir ...string) string {
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	if len(dir) > 0 {
+		path = dir[0] + "/status"
+	}
+	b, _ := os.ReadFile(path)
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "Cap") || strings.HasPrefix(l, "NoNewPrivs") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func boundingOf(state string) string {
+	for _, l := range strings.Split(state, "\n") {
+		if strings.HasPrefix(l, "CapBnd") {
+			return l
+		}
+	}
+	return ""
 }
