@@ -291,7 +291,10 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels
 	// it starts in milliseconds where unroot spends tens in package init.
 	cmd := exec.Command(initbin.Path(s.RunDir, self))
 	cmd.Args[0] = "unroot-init"
-	cmd.Env = []string{userns.EnvStage + "=" + StageInit}
+	// One P: an init that waits needs no more, and every P costs its per-P
+	// caches and a thread: a 64-CPU login node would give each idle
+	// container's init ~1 MB more.
+	cmd.Env = []string{userns.EnvStage + "=" + StageInit, "GOMAXPROCS=1"}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if s.Stdin {
 		cmd.Stdin = os.Stdin
@@ -324,8 +327,6 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels
 		defer own.close()
 		cmd.ExtraFiles = append(cmd.ExtraFiles[:3], bypassSock, own.log, own.old, own.exit, own.memEvents, own.initHand)
 		proc.OwnLog, proc.LogMax, proc.MemEvents = true, s.OwnLog.Max, own.memEvents != nil
-		// One P: fewer per-P caches and threads in a process that waits.
-		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
 	}
 	if proc.NetExit {
 		// fd 12: slirp4netns's exit pipe, 13...: the published ports'
@@ -409,7 +410,7 @@ func runInit(s *Spec, proc *Process, ctl *userns.Conn, stopSignal string, labels
 			self, _ := os.Executable()
 			_ = syscall.Exec(initbin.Path(s.RunDir, self), []string{"unroot-monitor"},
 				[]string{userns.EnvStage + "=" + cinit.StageWait, cinit.EnvWaitPid + "=" + strconv.Itoa(cmd.Process.Pid),
-					cinit.EnvWaitCgroup + "=" + s.CgroupPath})
+					cinit.EnvWaitCgroup + "=" + s.CgroupPath, "GOMAXPROCS=1"})
 		}
 	}
 

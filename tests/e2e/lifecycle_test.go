@@ -265,6 +265,16 @@ func TestLifecycleKilledMonitor(t *testing.T) {
 	// a: the monitor (root in the user namespace) dies: the container
 	// with it, and the detached process records it.
 	mon := int(state("a")["monitor_pid"].(float64))
+	// The monitor, once it waits as the small binary, and the init run on
+	// one P: each P more costs ~12 kB of caches, ~1 MB per idle container
+	// on a 64-CPU login node.
+	for _, pid := range []int{mon, int(state("a")["init_pid"].(float64))} {
+		eventually(t, fmt.Sprintf("process %d to wait with GOMAXPROCS=1", pid), 10*time.Second, func() bool {
+			env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+			return strings.Contains("\x00"+string(env), "\x00GOMAXPROCS=1\x00") &&
+				strings.Contains(string(env), "_UNROOT_STAGE=monitor-wait") == (pid == mon)
+		})
+	}
 	if err := syscall.Kill(mon, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
