@@ -3,11 +3,13 @@ package idmap
 import (
 	"errors"
 	"fmt"
-	"github.com/unroot/unroot/internal/trace"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"github.com/unroot/unroot/internal/trace"
 )
 
 // Write installs m for the process pid, which must be in a fresh user
@@ -77,10 +79,22 @@ func runHelper(name string, pid int, m []Range) error {
 		return &HelperError{Helper: name, Err: exec.ErrNotFound}
 	}
 	args := append([]string{strconv.Itoa(pid)}, Args(m)...)
-	trace.Mark(name + " start")
-	out, err := exec.Command(path, args...).CombinedOutput()
-	trace.Mark(name + " done")
+	// Its output goes into a pipe read only on failure: CombinedOutput
+	// would copy it with a goroutine of its own, on every start.
+	r, w, err := os.Pipe()
 	if err != nil {
+		return &HelperError{Helper: name, Err: err}
+	}
+	defer r.Close()
+	cmd := exec.Command(path, args...)
+	cmd.Stdout, cmd.Stderr = w, w
+	trace.Mark(name + " start")
+	err = cmd.Run()
+	trace.Mark(name + " done")
+	w.Close()
+	if err != nil {
+		// What a helper prints fits the pipe's buffer; it has exited.
+		out, _ := io.ReadAll(io.LimitReader(r, 64<<10))
 		return &HelperError{Helper: name, Output: string(out), Err: err}
 	}
 	return nil

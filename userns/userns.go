@@ -6,6 +6,8 @@
 package userns
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -40,6 +42,12 @@ type Options struct {
 	// Binary is the program the child execs once mapped; "" for the
 	// running binary.
 	Binary string
+	// Early, when set, is sent to the child at once, before the mapping
+	// is written, and the child is Binary itself from the start (no first
+	// life), holding the namespace's capabilities as ambient ones: its
+	// runtime's start and its first steps overlap the mapping helpers.
+	// Such a child calls EnterEarly, not Enter.
+	Early any
 }
 
 // Child is a process started in a new user namespace, mapped and released.
@@ -69,7 +77,93 @@ func Start(o Options) (*Child, error) {
 	}
 	defer childEnd.Close()
 
-	cmd := firstLife(self, o.Args)
+	ctl := NewConn(parentEnd)
+	early := o.Early != nil && os.Getenv(EnvEarlyStart) != "0"
+	var earlyMsg chan []byte
+	if early {
+		// Encoded while the child is being cloned, on another CPU.
+		earlyMsg = make(chan []byte, 1)
+		go func() {
+			b, err := json.Marshal(o.Early)
+			if err != nil {
+				b = nil
+			}
+			earlyMsg <- b
+		}()
+	}
+	cmd, err := startChild(o, self, childEnd, early)
+	if err != nil && early {
+		// A kernel without ambient capabilities (before 4.3), or a security
+		// module that denies them: the first life that waits works there.
+		trace.Mark("userns: no early start: " + err.Error())
+		early = false
+		cmd, err = startChild(o, self, childEnd, false)
+	}
+	if err != nil {
+		parentEnd.Close()
+		return nil, Diagnose(err)
+	}
+	trace.Mark("userns: child started")
+	fail := func(err error) (*Child, error) {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		ctl.Close()
+		return nil, err
+	}
+	if early {
+		// The helpers first: they take longest.
+		mapErr := make(chan error, 1)
+		go func() { mapErr <- idmap.Write(cmd.Process.Pid, o.Mapping) }()
+		b := <-earlyMsg
+		if b == nil {
+			<-mapErr
+			return fail(errors.New("encoding the child's first message"))
+		}
+		if _, err := parentEnd.Write(append(b, '\n')); err != nil {
+			<-mapErr
+			return fail(fmt.Errorf("sending the child its first message: %w", err))
+		}
+		if err := <-mapErr; err != nil {
+			return fail(err)
+		}
+		err = ctl.Send(released)
+	} else {
+		if err := idmap.Write(cmd.Process.Pid, o.Mapping); err != nil {
+			return fail(err)
+		}
+		_, err = parentEnd.Write([]byte("M\n"))
+		if err == nil && o.Early != nil {
+			err = ctl.Send(o.Early)
+		}
+	}
+	if err != nil {
+		return fail(fmt.Errorf("releasing the user namespace: %w", err))
+	}
+	return &Child{Cmd: cmd, Ctl: ctl}, nil
+}
+
+// EnvEarlyStart=0 starts every child through the first life, as a
+// kernel without ambient capabilities does (to compare, or to rule the
+// early start out when something looks wrong).
+const EnvEarlyStart = "UNROOT_EARLY_START"
+
+// released is the message that tells an early child (Options.Early) its
+// mapping is written.
+const released = "mapped"
+
+// startChild starts the child in its new namespaces: the first life that
+// waits for the mapping, or (early) Binary itself with every capability
+// of the namespace ambient, which it keeps across the exec although its
+// uid is not mapped yet.
+func startChild(o Options, self string, childEnd *os.File, early bool) (*exec.Cmd, error) {
+	var cmd *exec.Cmd
+	if early {
+		cmd = exec.Command(self, o.Args...)
+		cmd.Args[0] = "unroot"
+		cmd.Env = []string{envEarly + "=1"}
+	} else {
+		cmd = firstLife(self, o.Args)
+	}
 	env := o.Env
 	if env == nil {
 		env = os.Environ()
@@ -92,25 +186,15 @@ func Start(o Options) (*Child, error) {
 		// The child must not outlive an unroot killed with SIGKILL.
 		Pdeathsig: unix.SIGKILL,
 	}
-	if err := cmd.Start(); err != nil {
-		parentEnd.Close()
-		return nil, Diagnose(err)
+	if early {
+		for c := 0; c <= LastCap(); c++ {
+			cmd.SysProcAttr.AmbientCaps = append(cmd.SysProcAttr.AmbientCaps, uintptr(c))
+		}
 	}
-	trace.Mark("userns: child started")
-	ctl := NewConn(parentEnd)
-	if err := idmap.Write(cmd.Process.Pid, o.Mapping); err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		ctl.Close()
+	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	if _, err := parentEnd.Write([]byte("M\n")); err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		ctl.Close()
-		return nil, fmt.Errorf("releasing the user namespace: %w", err)
-	}
-	return &Child{Cmd: cmd, Ctl: ctl}, nil
+	return cmd, nil
 }
 
 // firstLife is the command that starts the child, still unmapped. Its
@@ -134,6 +218,9 @@ func firstLife(self string, args []string) *exec.Cmd {
 // envMapped marks the second life of a child, after its mapping.
 const envMapped = "_UNROOT_MAPPED"
 
+// envEarly marks a child started early (Options.Early).
+const envEarly = "_UNROOT_EARLY"
+
 // Enter is the child half. The first time, it waits for the parent's
 // signal that the mapping is written and re-executes the binary: a process
 // exec'd before its uid_map existed has no capabilities in its namespace,
@@ -154,24 +241,91 @@ func Enter() *Conn {
 		fmt.Fprintf(os.Stderr, "unroot: re-executing in the user namespace: %v\n", err)
 		os.Exit(125)
 	}
-	// The exec that gave us capabilities also cleared the parent-death
-	// signal (the kernel does so on any exec that raises privileges): arm
-	// it again, then make sure the parent did not die in between.
+	mapped()
+	return NewConn(f)
+}
+
+// EnterEarly is the child half of a child started with Options.Early: it
+// returns at once, still unmapped, with the connection its first message
+// is on, and wait, which returns once the mapping is written. Until then
+// the child has every capability in its namespaces, but its uid and gid
+// are not mapped: it can mount and configure the network, not create
+// files on a file system mounted in the namespace, change ids or mount an
+// overlay. (After a fallback to the first life, wait returns at once.)
+func EnterEarly() (c *Conn, wait func() error) {
+	if os.Getenv(envEarly) == "" {
+		return Enter(), func() error { return nil }
+	}
+	c = NewConn(os.NewFile(ctlFD, "ctl"))
+	armParentDeath()
+	checkOwnMounts()
+	return c, func() error {
+		var m string
+		if err := c.Recv(&m); err != nil || m != released {
+			return errors.New("the parent process went away before mapping the user namespace")
+		}
+		// The capabilities that carried us here must not reach what we
+		// start, from whichever thread; as uid 0 of the namespace now, we
+		// hold them anyway. (A runtime with cgo cannot reach every
+		// thread: the calling one, which its caller locks.)
+		_, _, errno := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0)
+		if errno == unix.ENOTSUP {
+			_ = unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+		}
+		return nil
+	}
+}
+
+// mapped is what a child does once mapped, before anything else.
+func mapped() {
+	armParentDeath()
+	checkOwnMounts()
+}
+
+// armParentDeath arms the parent-death signal again, which the exec that
+// gave us capabilities cleared (the kernel does so on any exec that
+// raises privileges), then makes sure the parent did not die in between.
+func armParentDeath() {
 	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
 	// PID 1 of a new PID namespace has no parent it can see: it checks its
 	// control socket instead (ParentGone).
 	if os.Getpid() != 1 && strconv.Itoa(os.Getppid()) != os.Getenv(envParent) {
 		os.Exit(125)
 	}
-	// Refuse early, with the reason, a namespace that grants no
-	// capabilities (AppArmor on Ubuntu 23.10+): nothing is created yet.
+}
+
+// checkOwnMounts refuses early, with the reason, a namespace that grants
+// no capabilities (AppArmor on Ubuntu 23.10+): nothing is created yet.
+func checkOwnMounts() {
 	if os.Getenv(envOwnMountNS) != "" {
 		if err := checkMounts(); err != nil {
 			fmt.Fprintf(os.Stderr, "unroot: %v\n", err)
 			os.Exit(125)
 		}
 	}
-	return NewConn(f)
+}
+
+// LastCap is the highest capability this kernel knows.
+func LastCap() int {
+	// Read without os.File: the fresh init allocates as little as it can.
+	var b [8]byte
+	fd, err := unix.Open("/proc/sys/kernel/cap_last_cap", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return unix.CAP_LAST_CAP
+	}
+	n, err := unix.Read(fd, b[:])
+	unix.Close(fd)
+	if err != nil {
+		return unix.CAP_LAST_CAP
+	}
+	v := 0
+	for _, ch := range b[:n] {
+		if ch < '0' || ch > '9' {
+			break
+		}
+		v = v*10 + int(ch-'0')
+	}
+	return v
 }
 
 // ParentGone reports whether the parent closed its end of the control

@@ -153,25 +153,3 @@ func restrictCaps(permitted, inheritable []string) error {
 	_ = threadsSyscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0)
 	return nil
 }
-
-func lastCap() int {
-	// Read without os.File: the fresh init allocates as little as it can.
-	var b [8]byte
-	fd, err := unix.Open("/proc/sys/kernel/cap_last_cap", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return unix.CAP_LAST_CAP
-	}
-	n, err := unix.Read(fd, b[:])
-	unix.Close(fd)
-	if err != nil {
-		return unix.CAP_LAST_CAP
-	}
-	v := 0
-	for _, ch := range b[:n] {
-		if ch < '0' || ch > '9' {
-			break
-		}
-		v = v*10 + int(ch-'0')
-	}
-	return v
-}

@@ -30,32 +30,46 @@ type Scratch struct {
 	GIDs    uint64   `json:"gids"`  // mapped group ids (the ping range)
 }
 
-// DirectMain is the direct init's main: as Main, after taking over from
-// the first life that waited for the mapping (package userns).
+// DirectMain is the direct init's main: as Main, started straight into
+// the namespaces, before its mapping is written (userns.EnterEarly).
 func DirectMain() int {
 	runtime.LockOSThread()
 	trace.Mark("init: main")
-	ctl := userns.Enter()
+	// Started early (userns.Options.Early): the spec arrives while the
+	// parent still writes our mapping.
+	ctl, mapped := userns.EnterEarly()
+	// Kept until the end, for the exit code: not the process's.
+	unix.CloseOnExec(int(ctl.File().Fd()))
 	unix.CloseOnExec(initStartedFD)
 	unix.CloseOnExec(initBypassFD)
 	var p Process
 	if err := ctl.Recv(&p); err != nil || p.Scratch == nil {
 		return fail(ExitSetup, fmt.Errorf("reading the container spec: %v", err))
 	}
-	// The parent keeps its end open while it waits for us; closed means
-	// it died before our parent-death signal was armed again.
-	if userns.ParentGone(ctl) {
-		return ExitSetup
-	}
-	ctl.Close()
 	trace.Mark("init: spec read")
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
-	sigs, caught := CatchSignals(Forwarded...)
-	cleanup, err := mountScratch(&p)
+	// What needs capabilities but no mapped ids is done before the wait.
+	cleanup, err := prepareScratch(&p)
 	if err != nil {
 		if cleanup != nil {
 			cleanup()
 		}
+		return fail(ExitSetup, err)
+	}
+	if err := mapped(); err != nil {
+		cleanup()
+		return fail(ExitSetup, err)
+	}
+	// The parent keeps its end open while it waits for us; closed means
+	// it died before our parent-death signal was armed again.
+	if userns.ParentGone(ctl) {
+		cleanup()
+		return ExitSetup
+	}
+	trace.Mark("init: mapped")
+	sigs, caught := CatchSignals(Forwarded...)
+	if err := mountScratch(&p); err != nil {
+		cleanup()
 		return fail(ExitSetup, err)
 	}
 	trace.Mark("init: rootfs mounted")
@@ -67,17 +81,20 @@ func DirectMain() int {
 	go func() { cleanup(); close(done) }()
 	<-done
 	trace.Mark("init: cleaned up")
+	// Nothing of the container is left: the parent may return now rather
+	// than wait for our exit, which tears the namespaces down (~3 ms).
+	_ = ctl.Send(code)
 	return code
 }
 
-// mountScratch prepares the network namespace, registers the container's
-// layer and mounts its rootfs (p.Rootfs). The clean-up it returns ends
-// every process left in the container and removes the layer; it works
-// after pivot_root through a descriptor of the scratch directory, which
-// the container's processes cannot reach: we are not dumpable, and the
-// fast path leaves containers with CAP_SYS_PTRACE to the full unroot.
-func mountScratch(p *Process) (func(), error) {
-	sc := p.Scratch
+// prepareScratch makes our mounts private, brings the network namespace's
+// loopback up, registers the container's layer and makes its directories:
+// none of it needs mapped ids. The clean-up it returns ends every process
+// left in the container and removes the layer; it works after pivot_root
+// through a descriptor of the scratch directory, which the container's
+// processes cannot reach: we are not dumpable, and the fast path leaves
+// containers with CAP_SYS_PTRACE to the full unroot.
+func prepareScratch(p *Process) (func(), error) {
 	// Nothing mounted from here on may leak back to the host's namespace.
 	if err := mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return nil, err
@@ -87,9 +104,7 @@ func mountScratch(p *Process) (func(), error) {
 			return nil, err
 		}
 	}
-	if p.Net != "host" {
-		AllowPing(sc.GIDs)
-	}
+	sc := p.Scratch
 	id := sc.ID
 	dir := filepath.Join(sc.Tmp, id)
 	lock, err := scratch.Register(sc.Tmp, dir, sc.ImageID, sc.Lower)
@@ -119,8 +134,16 @@ func mountScratch(p *Process) (func(), error) {
 		lock.Close()
 		tmp.Close()
 	}
-	if p.Rootfs, err = scratch.Mount(dir, sc.Lower); err != nil {
-		return cleanup, err
+	return cleanup, scratch.Make(dir)
+}
+
+// mountScratch lets the container's groups ping and mounts its rootfs
+// (p.Rootfs): an overlay needs the mapping.
+func mountScratch(p *Process) (err error) {
+	if p.Net != "host" {
+		// The range is of group ids of the namespace: only once mapped.
+		AllowPing(p.Scratch.GIDs)
 	}
-	return cleanup, nil
+	p.Rootfs, err = scratch.MountMade(filepath.Join(p.Scratch.Tmp, p.Scratch.ID), p.Scratch.Lower)
+	return err
 }

@@ -521,7 +521,7 @@ func dropBounding(caps []string) error {
 			keep[n] = true
 		}
 	}
-	last := min(lastCap(), len(keep)-1)
+	last := min(userns.LastCap(), len(keep)-1)
 	for c := 0; c <= last; c++ {
 		if !keep[c] {
 			if err := prctlThreads(unix.PR_CAPBSET_DROP, uintptr(c)); err != nil && err != unix.EINVAL {

@@ -57,6 +57,42 @@ type flags struct {
 	net, pull                                     string
 	mtu                                           int
 	noHostLoopback                                bool
+	// quoted: a comma-separated value with a quote, which pflag reads as
+	// CSV: left to the full unroot.
+	quoted bool
+}
+
+// listValue is a repeatable flag, as pflag's StringArray, or with split
+// its StringSlice (values split at commas). pflag's own write their
+// default text with a CSV writer: 4 kB of buffer for each flag on every
+// run, in the binary whose start-up is the benchmark.
+type listValue struct {
+	to     *[]string
+	split  bool
+	quoted *bool
+}
+
+func (l *listValue) String() string { return "" }
+
+func (l *listValue) Type() string {
+	if l.split {
+		return "stringSlice"
+	}
+	return "stringArray"
+}
+
+func (l *listValue) Set(v string) error {
+	switch {
+	case !l.split:
+		*l.to = append(*l.to, v)
+	case v == "":
+	default:
+		if strings.ContainsRune(v, '"') {
+			*l.quoted = true
+		}
+		*l.to = append(*l.to, strings.Split(v, ",")...)
+	}
+	return nil
 }
 
 func parseRun(args []string) (*flags, *flag.FlagSet, error) {
@@ -71,12 +107,15 @@ func parseRun(args []string) (*flags, *flag.FlagSet, error) {
 	fs.BoolVarP(&f.tty, "tty", "t", false, "")
 	fs.BoolVar(&f.readOnly, "read-only", false, "")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "")
-	fs.StringArrayVarP(&f.env, "env", "e", nil, "")
-	fs.StringArrayVar(&f.addHost, "add-host", nil, "")
-	fs.StringArrayVar(&f.tmpfs, "tmpfs", nil, "")
-	fs.StringSliceVar(&f.dns, "dns", nil, "")
-	fs.StringSliceVar(&f.capAdd, "cap-add", nil, "")
-	fs.StringSliceVar(&f.capDrop, "cap-drop", nil, "")
+	list := func(to *[]string, name, short string, split bool) {
+		fs.VarP(&listValue{to: to, split: split, quoted: &f.quoted}, name, short, "")
+	}
+	list(&f.env, "env", "e", false)
+	list(&f.addHost, "add-host", "", false)
+	list(&f.tmpfs, "tmpfs", "", false)
+	list(&f.dns, "dns", "", true)
+	list(&f.capAdd, "cap-add", "", true)
+	list(&f.capDrop, "cap-drop", "", true)
 	fs.StringVarP(&f.workdir, "workdir", "w", "", "")
 	fs.StringVar(&f.entrypoint, "entrypoint", "", "")
 	fs.StringVarP(&f.user, "user", "u", "", "")
@@ -84,7 +123,7 @@ func parseRun(args []string) (*flags, *flag.FlagSet, error) {
 	fs.StringVar(&f.net, "net", "auto", "")
 	fs.StringVar(&f.net, "network", "auto", "")
 	fs.StringVar(&f.pull, "pull", "missing", "")
-	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "")
+	list(&f.publish, "publish", "p", false)
 	fs.IntVar(&f.mtu, "mtu", 0, "")
 	fs.BoolVar(&f.noHostLoopback, "disable-host-loopback", false, "")
 	// unroot's own init is always PID 1: --init changes nothing.
@@ -126,7 +165,7 @@ func Try(args []string) (code int, handled bool) {
 		return 0, false
 	}
 	f, fs, err := parseRun(rest[1:])
-	if err != nil || !f.rm || f.detach || fs.NArg() == 0 || f.pull == "always" {
+	if err != nil || !f.rm || f.detach || fs.NArg() == 0 || f.pull == "always" || f.quoted {
 		return 0, false
 	}
 	switch f.net {
@@ -300,15 +339,21 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 		}
 	}
 	if direct {
-		// The init reads its spec at once; our end of the socket stays
-		// open while we wait, which it checks (userns.ParentGone).
+		// The init had its spec before its mapping (opts.Early); our end
+		// of the socket stays open while we wait, which it checks
+		// (userns.ParentGone).
 		defer child.Ctl.Close()
-		if err := child.Ctl.Send(s.Proc); err != nil {
-			_ = child.Cmd.Process.Kill()
-		}
 		caught()
+		// Once clean, the init sends its code before it exits.
+		exited := make(chan int, 1)
+		go func() {
+			var code int
+			if child.Ctl.Recv(&code) == nil {
+				exited <- code
+			}
+		}()
 		return Relay(child.Cmd, Terminal{In: os.Stdin, Out: os.Stdout, PtySocket: ptyParent,
-			CopyIn: s.Stdin, Raw: stdinTTY, SignalsFromTTY: s.SignalsFromTTY}, sigs)
+			CopyIn: s.Stdin, Raw: stdinTTY, SignalsFromTTY: s.SignalsFromTTY, Exited: exited}, sigs)
 	}
 	if net != nil {
 		stop, err := net.start(s, child.Cmd.Process.Pid, bypassParent)
@@ -340,6 +385,9 @@ type Terminal struct {
 	// SignalsFromTTY: the terminal signals the monitor itself; INT, QUIT
 	// and TSTP must not be forwarded a second time.
 	SignalsFromTTY bool
+	// Exited, when not nil, may deliver the container's exit code before
+	// cmd ends: cmd has nothing of the container left to wait for then.
+	Exited <-chan int
 }
 
 // Relay waits for the monitor cmd, forwarding the user's signals (sigs)
@@ -394,7 +442,14 @@ func Relay(cmd *exec.Cmd, t Terminal, sigs chan os.Signal) (int, error) {
 			}
 		}
 	}()
-	err := cmd.Wait()
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	var err error
+	early, isEarly := 0, false
+	select {
+	case err = <-waited:
+	case early, isEarly = <-t.Exited:
+	}
 	close(waitDone)
 	if outDone != nil {
 		// The container's terminal is gone; drain what it wrote last.
@@ -402,6 +457,9 @@ func Relay(cmd *exec.Cmd, t Terminal, sigs chan os.Signal) (int, error) {
 		case <-outDone:
 		case <-time.After(2 * time.Second):
 		}
+	}
+	if isEarly {
+		return early, nil
 	}
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
@@ -473,6 +531,8 @@ func directOptions(s *Spec, o *userns.Options) (cleanup func(), err error) {
 	// One P: the init needs no parallelism, and each P costs the runtime
 	// pages, which are slow to fault in on small VMs.
 	o.Stage, o.Binary, o.Env = cinit.StageDirect, initbin.Path(s.RunDir, self), []string{"GOMAXPROCS=1"}
+	// Its Go start and first steps overlap the mapping helpers.
+	o.Early = s.Proc
 	if trace.On() {
 		o.Env = append(o.Env, trace.Pass())
 	}

@@ -3,6 +3,7 @@ package fastrun
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -68,6 +69,34 @@ func TestParseRunSubset(t *testing.T) {
 	}
 	if _, _, ok := globalFlags([]string{"--bogus", "run"}); ok {
 		t.Error("an unknown global flag must not parse")
+	}
+}
+
+// The list flags read as pflag's StringArray and StringSlice do, for the
+// values the fast path keeps.
+func TestParseRunLists(t *testing.T) {
+	f, _, err := parseRun([]string{"--rm", "-e", "A=1,B=2", "--env=C", "--cap-add", "NET_ADMIN,SYS_TIME",
+		"--cap-add=CHOWN", "--cap-drop", "", "--dns", "1.1.1.1", "-p", "80:80", "--tmpfs", "/t:size=1m,mode=1777", "img"})
+	if err != nil || f.quoted {
+		t.Fatal(err, f.quoted)
+	}
+	for _, c := range []struct {
+		got, want []string
+	}{
+		{f.env, []string{"A=1,B=2", "C"}},
+		{f.capAdd, []string{"NET_ADMIN", "SYS_TIME", "CHOWN"}},
+		{f.capDrop, nil},
+		{f.dns, []string{"1.1.1.1"}},
+		{f.publish, []string{"80:80"}},
+		{f.tmpfs, []string{"/t:size=1m,mode=1777"}},
+	} {
+		if strings.Join(c.got, "|") != strings.Join(c.want, "|") || len(c.got) != len(c.want) {
+			t.Errorf("got %q, want %q", c.got, c.want)
+		}
+	}
+	// pflag reads a slice as CSV: a quote is the full unroot's to read.
+	if f, _, _ := parseRun([]string{"--rm", "--cap-add", `"A,B"`, "img"}); !f.quoted {
+		t.Error("a quoted slice value must be left to the full unroot")
 	}
 }
 

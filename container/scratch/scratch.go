@@ -59,12 +59,27 @@ func Register(tmp, dir, imageID string, lower []string) (*os.File, error) {
 // Mount makes dir's upper, work and merged directories and mounts the
 // overlay of lower (top first) and upper on merged, which it returns.
 func Mount(dir string, lower []string) (string, error) {
-	merged := filepath.Join(dir, "merged")
+	if err := Make(dir); err != nil {
+		return "", err
+	}
+	return MountMade(dir, lower)
+}
+
+// Make makes dir's upper, work and merged directories. It needs no
+// mapped ids (a direct init makes them while its mapping is written).
+func Make(dir string) error {
 	for _, d := range []string{"upper", "work", "merged"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-			return "", err
+			return err
 		}
 	}
+	return nil
+}
+
+// MountMade mounts the overlay of lower (top first) and dir's upper on
+// its merged directory (made by Make), which it returns.
+func MountMade(dir string, lower []string) (string, error) {
+	merged := filepath.Join(dir, "merged")
 	// The options the store's overlay uses in a user namespace (userxattr:
 	// whiteouts and opaque dirs as user.overlay.* xattrs), plus volatile:
 	// the upper layer is thrown away at the end, so it need not be synced

@@ -191,3 +191,36 @@ func TestRunFastPathDirectInit(t *testing.T) {
 		}
 	}
 }
+
+// The direct init starts before its mapping is written, holding the
+// namespace's capabilities as ambient ones (userns.Options.Early): none of
+// them may reach the container's process, root or not. The first life
+// (UNROOT_EARLY_START=0, as on a kernel without ambient capabilities) must
+// give the same container.
+func TestRunDirectInitEarlyStart(t *testing.T) {
+	t.Parallel()
+	s := sandboxFor(t, nil)
+	s.pull(busybox())
+	maps := "1"
+	if suite.user.subuid.Count > 0 {
+		maps = "2"
+	}
+	for _, env := range [][]string{nil, {"UNROOT_EARLY_START=0"}} {
+		r := s.runWith(runOpts{env: env}, "run", "--rm", "--net=none", busybox(), "sh", "-c",
+			"id -u; wc -l < /proc/self/uid_map; grep -E '^Cap(Eff|Amb)' /proc/self/status; exit 7").wantCode(t, 7)
+		// Docker's default set, effective; nothing ambient.
+		want := "0\n" + maps + "\nCapEff:\t00000000a80425fb\nCapAmb:\t0000000000000000\n"
+		if r.stdout != want {
+			t.Errorf("%v: root in the container:\n%s\nwant:\n%s", env, r.stdout, want)
+		}
+		r = s.runWith(runOpts{env: env}, "run", "--rm", "--net=none", "-u", "1000", busybox(),
+			"grep", "-E", "^Cap(Prm|Eff|Amb)", "/proc/self/status").ok(t)
+		want = "CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapAmb:\t0000000000000000\n"
+		if r.stdout != want {
+			t.Errorf("%v: uid 1000 in the container:\n%s\nwant:\n%s", env, r.stdout, want)
+		}
+		if d := fastDirs(s); len(d) != 0 {
+			t.Errorf("%v: fast containers left behind: %v", env, d)
+		}
+	}
+}
