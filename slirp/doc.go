@@ -79,7 +79,8 @@
 // # Host requirements
 //
 // gvisor and slirp4netns need /dev/net/tun usable by the user (mode 0666, as
-// distributions ship it), nsenter(1) and ip(8) on the host (A runs "nsenter
-// -t PID -U -n -m ip tuntap add tap0" to create the tap device; B runs ip to
-// set addresses). pasta needs no /dev/net/tun.
+// distributions ship it). slirp4netns is started here, not by RootlessKit's
+// driver, and makes the tap device itself; gvisor's driver needs nsenter(1)
+// and ip(8) on the host (A runs "nsenter -t PID -U -n -m ip tuntap add
+// tap0"). pasta needs no /dev/net/tun.
 package slirp

@@ -18,7 +18,6 @@ import (
 	"github.com/rootless-containers/rootlesskit/v3/pkg/messages"
 	"github.com/rootless-containers/rootlesskit/v3/pkg/network"
 	rkpasta "github.com/rootless-containers/rootlesskit/v3/pkg/network/pasta"
-	rkslirp "github.com/rootless-containers/rootlesskit/v3/pkg/network/slirp4netns"
 	"github.com/rootless-containers/rootlesskit/v3/pkg/port"
 	"github.com/rootless-containers/rootlesskit/v3/pkg/port/builtin"
 	portslirp "github.com/rootless-containers/rootlesskit/v3/pkg/port/slirp4netns"
@@ -99,6 +98,7 @@ type Host struct {
 	reason    string
 	stateDir  string
 	netClean  func() error
+	quit      bool // Quit, not Close
 	portDrv   port.ParentDriver
 	portQuit  chan struct{}
 	portDone  chan error
@@ -187,12 +187,7 @@ func Setup(ctx context.Context, opts Options, pid int) (_ *Host, _ ChildConfig, 
 	case DriverGvisor:
 		nd, err = gvisorParent(logw, mtu, ipnet, opts.DisableHostLoopback)
 	case DriverSlirp4netns:
-		var f *rkslirp.Features
-		if f, err = slirpFeatures(); err == nil {
-			seccomp := f.SupportsEnableSeccomp && f.KernelSupportsEnableSeccomp
-			nd, err = rkslirp.NewParentDriver(logw, "slirp4netns", mtu, nil, tapName, opts.DisableHostLoopback,
-				apiSock, f.SupportsEnableSandbox, seccomp, false)
-		}
+		return h.setupSlirp4netns(ctx, opts, pid, mtu, ports, portDrv, apiSock, logw)
 	case DriverPasta:
 		nd, err = rkpasta.NewParentDriver(logw, "pasta", mtu, ipnet, tapName, "", opts.DisableHostLoopback, false, false)
 	}
@@ -239,13 +234,43 @@ func (h *Host) childConfig(opts Options, netmsg *messages.ParentInitNetworkDrive
 	return cfg
 }
 
+// setupSlirp4netns is Setup's slirp4netns, started by us rather than by
+// RootlessKit's driver (startSlirp4netns says why), with its addresses.
+func (h *Host) setupSlirp4netns(ctx context.Context, opts Options, pid, mtu int, ports []PortSpec, portDrv, apiSock string, logw *tailLog) (*Host, ChildConfig, error) {
+	cmd, err := startSlirp4netns(h.stateDir, pid, mtu, opts.DisableHostLoopback, apiSock, nil, logw)
+	if err != nil {
+		return nil, ChildConfig{}, fmt.Errorf("slirp: starting slirp4netns for pid %d: %w", pid, err)
+	}
+	h.netClean = func() error {
+		_ = cmd.Process.Kill()
+		// Its exit unregisters the tap device, which waits for the
+		// kernel's network clean-up (~10-20 ms here): a process about to
+		// exit need not wait for that (Quit), unless slirp4netns forwards
+		// ports itself, which must be free by the time we return.
+		if h.quit && (portDrv != PortNative || len(ports) == 0) {
+			return nil
+		}
+		_ = cmd.Wait()
+		return nil
+	}
+	cfg := h.childConfig(opts, slirp4netnsAddrs(mtu))
+	return h.publish(ctx, cfg, logw, ports, portDrv, apiSock, slirp4netnsAddrs(mtu))
+}
+
+// slirp4netnsAddrs are slirp4netns's fixed addresses, as RootlessKit's
+// driver reports them.
+func slirp4netnsAddrs(mtu int) *messages.ParentInitNetworkDriverCompleted {
+	return &messages.ParentInitNetworkDriverCompleted{Dev: tapName, IP: "10.0.2.100", Netmask: 24,
+		Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}, MTU: mtu}
+}
+
 // setupResident is Setup with Options.ExitFD (resident.go).
 func (h *Host) setupResident(opts Options, cfg ChildConfig, pid, mtu int, ports []PortSpec, portDrv, apiSock string) (*Host, ChildConfig, error) {
 	native := portDrv == PortNative && len(ports) > 0
 	if !native {
 		apiSock = ""
 	}
-	cmd, err := startResident(h.stateDir, pid, mtu, opts.DisableHostLoopback, apiSock, opts.ExitFD)
+	cmd, err := startSlirp4netns(h.stateDir, pid, mtu, opts.DisableHostLoopback, apiSock, opts.ExitFD, nil)
 	if err != nil {
 		return nil, cfg, fmt.Errorf("slirp: starting slirp4netns for pid %d: %w", pid, err)
 	}
@@ -255,9 +280,7 @@ func (h *Host) setupResident(opts Options, cfg ChildConfig, pid, mtu int, ports 
 		_ = cmd.Wait()
 		return nil
 	}
-	// slirp4netns's fixed addresses, as RootlessKit's driver reports them.
-	netmsg := &messages.ParentInitNetworkDriverCompleted{Dev: tapName, IP: "10.0.2.100", Netmask: 24,
-		Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}, MTU: mtu}
+	netmsg := slirp4netnsAddrs(mtu)
 	cfg = h.childConfig(opts, netmsg)
 	if !native {
 		h.ports = append(h.ports, opts.Bound...)
@@ -502,6 +525,13 @@ func (h *Host) Release() error {
 		h.closeErr = os.RemoveAll(h.stateDir)
 	})
 	return h.closeErr
+}
+
+// Quit is Close for a process that exits right after: a slirp4netns it
+// started is killed but not waited for (see setupSlirp4netns).
+func (h *Host) Quit() error {
+	h.quit = true
+	return h.Close()
 }
 
 // Close stops port forwarding and the network stack (killing its helper

@@ -112,29 +112,30 @@ func Resident(mode, portDriver string, ports []PortSpec) bool {
 	return true
 }
 
-// startResident starts slirp4netns for pid's network namespace with
-// RootlessKit's driver's options, but in a session of its own, without a
-// parent-death signal, quitting when exit's writers are gone. slirp4netns
-// makes the tap device itself (in the namespace, as the namespace's root):
-// RootlessKit's two nsenter+ip runs beforehand cost ~25 ms per container. Its diagnostics go to a file in dir (a pipe to us
-// would break when we exit); its last lines are in the error if it fails.
-func startResident(dir string, pid, mtu int, disableHostLoopback bool, apiSock string, exit *os.File) (*exec.Cmd, error) {
+// startSlirp4netns starts slirp4netns for pid's network namespace with
+// RootlessKit's driver's options and waits until its tap device is up.
+// slirp4netns makes the tap device itself (in the namespace, as the
+// namespace's root): RootlessKit's driver runs `nsenter ... ip tuntap add`
+// and `ip link set up` beforehand, four execs that cost ~25 ms per
+// container here. With exit (a resident network) it runs in a session of
+// its own, without a parent-death signal, quitting when exit's writers
+// are gone, and its diagnostics go to a file in dir (a pipe to us would
+// break when we exit); otherwise it dies with us, and they go to logw.
+// Its last lines are in the error if it fails.
+func startSlirp4netns(dir string, pid, mtu int, disableHostLoopback bool, apiSock string, exit *os.File, logw *tailLog) (*exec.Cmd, error) {
 	f, err := slirpFeatures()
 	if err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(dir, "slirp4netns.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	defer readyR.Close()
-	args := []string{"--mtu", strconv.Itoa(mtu), "--ready-fd", "3", "--exit-fd", "4"}
+	args := []string{"--mtu", strconv.Itoa(mtu), "--ready-fd", "3"}
+	if exit != nil {
+		args = append(args, "--exit-fd", "4")
+	}
 	if disableHostLoopback {
 		args = append(args, "--disable-host-loopback")
 	}
@@ -149,9 +150,22 @@ func startResident(dir string, pid, mtu int, disableHostLoopback bool, apiSock s
 	}
 	args = append(args, strconv.Itoa(pid), tapName)
 	cmd := exec.Command("slirp4netns", args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{readyW, exit}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.ExtraFiles = []*os.File{readyW}
+	logPath := filepath.Join(dir, "slirp4netns.log")
+	if exit != nil {
+		logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		if err != nil {
+			readyW.Close()
+			return nil, err
+		}
+		defer logf.Close()
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.ExtraFiles = append(cmd.ExtraFiles, exit)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	} else {
+		cmd.Stdout, cmd.Stderr = logw, logw
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	}
 	err = cmd.Start()
 	readyW.Close()
 	if err != nil {
@@ -163,8 +177,18 @@ func startResident(dir string, pid, mtu int, disableHostLoopback bool, apiSock s
 	if n, err := readyR.Read(b[:]); n != 1 {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		out, _ := os.ReadFile(logPath)
-		return nil, fmt.Errorf("slirp4netns did not come up (%v): %s", err, strings.TrimSpace(string(out)))
+		var out string
+		if exit != nil {
+			o, _ := os.ReadFile(logPath)
+			out = string(o)
+		} else {
+			out = logw.String()
+		}
+		out = strings.TrimSpace(out)
+		if strings.Contains(out, "/dev/net/tun") {
+			out += "\n  fix: slirp4netns needs /dev/net/tun usable by you (distributions ship it 0666: sudo chmod 0666 /dev/net/tun), or run with --net=none or --net=host"
+		}
+		return nil, fmt.Errorf("slirp4netns did not come up (%v): %s", err, out)
 	}
 	return cmd, nil
 }

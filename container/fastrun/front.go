@@ -357,12 +357,17 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 	}
 	if net != nil {
 		stop, err := net.start(s, child.Cmd.Process.Pid, bypassParent)
+		trace.Mark("front: network started")
 		if err != nil {
 			_ = child.Cmd.Process.Kill()
 			_ = child.Cmd.Wait()
 			return cinit.ExitSetup, err
 		}
-		defer stop()
+		defer func() {
+			trace.Mark("front: container ended")
+			stop()
+			trace.Mark("front: network stopped")
+		}()
 	}
 	if err := child.Ctl.Send(s); err != nil {
 		_ = child.Cmd.Process.Kill()

@@ -17,6 +17,7 @@ import (
 	"github.com/unroot/unroot/container/initbin"
 	"github.com/unroot/unroot/container/resolve"
 	"github.com/unroot/unroot/container/scratch"
+	"github.com/unroot/unroot/internal/trace"
 	"github.com/unroot/unroot/userns"
 )
 
@@ -27,16 +28,19 @@ const StageMonitor = "fast-monitor"
 
 // MonitorMain is the fast monitor's main; its exit code is the container's.
 func MonitorMain() int {
+	trace.Mark("monitor: main")
 	ctl := userns.Enter()
 	var s Spec
 	if err := ctl.Recv(&s); err != nil || s.Proc == nil {
 		return cinit.Fail(cinit.ExitSetup, fmt.Errorf("reading the container spec: %v", err))
 	}
 	ctl.Close()
+	trace.Mark("monitor: spec read")
 	// Non-dumpable: processes in the container cannot open /proc/<us>/exe
 	// (the unroot binary) or our file descriptors (CVE-2019-5736 class).
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	code, err := monitor(&s)
+	trace.Mark("monitor: cleaned up")
 	if err != nil {
 		return cinit.Fail(code, err)
 	}
@@ -71,6 +75,7 @@ func monitor(s *Spec) (int, error) {
 	}
 	defer func() { _ = unix.Unmount(merged, unix.MNT_DETACH) }()
 	s.Proc.Rootfs = merged
+	trace.Mark("monitor: rootfs mounted")
 
 	runDir := filepath.Join(s.RunDir, "containers", s.ID)
 	etc := filepath.Join(runDir, "etc")
@@ -104,6 +109,9 @@ func StartInit(proc *cinit.Process, runDir string, stdin, signalsFromTTY bool, b
 	cmd := exec.Command(initbin.Path(runDir, self))
 	cmd.Args[0] = "unroot-init"
 	cmd.Env = []string{userns.EnvStage + "=" + cinit.StageInit}
+	if trace.On() {
+		cmd.Env = append(cmd.Env, trace.Pass())
+	}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if stdin {
 		cmd.Stdin = os.Stdin
@@ -162,6 +170,7 @@ func StartInit(proc *cinit.Process, runDir string, stdin, signalsFromTTY bool, b
 	}()
 	_ = cmd.Wait()
 	close(done)
+	trace.Mark("monitor: init ended")
 	return ExitCode(cmd.ProcessState), nil
 }
 

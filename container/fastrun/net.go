@@ -70,7 +70,8 @@ func (p *netPlan) start(s *Spec, pid int, bypassParent *os.File) (stop func(), e
 	if bypassParent != nil {
 		stopBypass = ServeBypass(bypassParent, host.HostLoopback())
 	}
-	return func() { stopBypass(); host.Close() }, nil
+	// We exit right after.
+	return func() { stopBypass(); host.Quit() }, nil
 }
 
 // configureNet is the monitor's part: the container's side of s.Net, and

@@ -196,7 +196,7 @@ func TestRunFastPathDirectInit(t *testing.T) {
 // namespace's capabilities as ambient ones (userns.Options.Early): none of
 // them may reach the container's process, root or not. The first life
 // (UNROOT_EARLY_START=0, as on a kernel without ambient capabilities) must
-// give the same container.
+// give the same container, and so must the paths with a monitor.
 func TestRunDirectInitEarlyStart(t *testing.T) {
 	t.Parallel()
 	s := sandboxFor(t, nil)
@@ -206,21 +206,31 @@ func TestRunDirectInitEarlyStart(t *testing.T) {
 		maps = "2"
 	}
 	for _, env := range [][]string{nil, {"UNROOT_EARLY_START=0"}} {
-		r := s.runWith(runOpts{env: env}, "run", "--rm", "--net=none", busybox(), "sh", "-c",
-			"id -u; wc -l < /proc/self/uid_map; grep -E '^Cap(Eff|Amb)' /proc/self/status; exit 7").wantCode(t, 7)
-		// Docker's default set, effective; nothing ambient.
-		want := "0\n" + maps + "\nCapEff:\t00000000a80425fb\nCapAmb:\t0000000000000000\n"
-		if r.stdout != want {
-			t.Errorf("%v: root in the container:\n%s\nwant:\n%s", env, r.stdout, want)
-		}
-		r = s.runWith(runOpts{env: env}, "run", "--rm", "--net=none", "-u", "1000", busybox(),
-			"grep", "-E", "^Cap(Prm|Eff|Amb)", "/proc/self/status").ok(t)
-		want = "CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapAmb:\t0000000000000000\n"
-		if r.stdout != want {
-			t.Errorf("%v: uid 1000 in the container:\n%s\nwant:\n%s", env, r.stdout, want)
-		}
-		if d := fastDirs(s); len(d) != 0 {
-			t.Errorf("%v: fast containers left behind: %v", env, d)
+		for _, tc := range []struct {
+			flags  []string
+			capEff string // Docker's default set, plus what is added
+		}{
+			{[]string{"--net=none"}, "00000000a80425fb"},
+			// Not direct: the fast path's monitor starts the init.
+			{[]string{"--net=none", "--cap-add", "SYS_PTRACE"}, "00000000a80c25fb"},
+			{[]string{"--net=slirp4netns"}, "00000000a80425fb"},
+		} {
+			run := func(args ...string) result {
+				return s.runWith(runOpts{env: env}, append(append([]string{"run", "--rm"}, tc.flags...), args...)...)
+			}
+			r := run(busybox(), "sh", "-c", "id -u; wc -l < /proc/self/uid_map; grep -E '^Cap(Eff|Amb)' /proc/self/status; exit 7").wantCode(t, 7)
+			want := "0\n" + maps + "\nCapEff:\t" + tc.capEff + "\nCapAmb:\t0000000000000000\n"
+			if r.stdout != want {
+				t.Errorf("%v %v: root in the container:\n%s\nwant:\n%s", env, tc.flags, r.stdout, want)
+			}
+			r = run("-u", "1000", busybox(), "grep", "-E", "^Cap(Prm|Eff|Amb)", "/proc/self/status").ok(t)
+			want = "CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapAmb:\t0000000000000000\n"
+			if r.stdout != want {
+				t.Errorf("%v %v: uid 1000 in the container:\n%s\nwant:\n%s", env, tc.flags, r.stdout, want)
+			}
+			if d := fastDirs(s); len(d) != 0 {
+				t.Errorf("%v %v: fast containers left behind: %v", env, tc.flags, d)
+			}
 		}
 	}
 }
