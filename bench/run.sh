@@ -289,10 +289,14 @@ bench_startup() {
 	local img=$ADDR/busybox
 	# unroot-full: the same run through the full unroot (the fast path
 	# off), to show what the fast path saves.
-	local -a names=(unroot unroot-full podman) cmds=(
+	# *-net: the same with a user-mode network, slirp4netns for both (each
+	# tool's default here).
+	local -a names=(unroot unroot-full podman unroot-net podman-net) cmds=(
 		"$UNROOT run --rm --net=none $img true"
 		"env UNROOT_NO_FAST=1 $UNROOT run --rm --net=none $img true"
 		"podman --runtime runc run --rm --network=none $img true"
+		"$UNROOT run --rm --net=slirp4netns $img true"
+		"podman --runtime runc run --rm --network=slirp4netns $img true"
 	)
 	if [[ -n $ROOTFS ]]; then
 		names+=(bwrap)
@@ -317,21 +321,23 @@ bench_startup() {
 	as_user "${hf[@]}" >&2
 	load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-	local table ratio
+	local table ratio ratio_net
 	table=$(table_from_csv startup "$OUT/startup.csv" unroot)
 	ratio=$(awk -v p="$(median_of "$OUT/startup.csv" podman)" -v u="$(median_of "$OUT/startup.csv" unroot)" \
+		'BEGIN { printf "%.2f", p / u }')
+	ratio_net=$(awk -v p="$(median_of "$OUT/startup.csv" podman-net)" -v u="$(median_of "$OUT/startup.csv" unroot-net)" \
 		'BEGIN { printf "%.2f", p / u }')
 	cp "$OUT/startup.json" "$RESULTS/LATEST-startup.json"
 
 	echo
 	echo "startup: run --rm busybox true, $RUNS runs after $WARMUP warm-up runs (load average $load_before -> $load_after)"
 	echo "$table"
-	echo "podman/unroot (median): $ratio"
+	echo "podman/unroot (median): $ratio; with slirp4netns: $ratio_net"
 
 	md "## startup: \`run --rm\` busybox \`true\`" "" \
-		"Wall time of one container run, image already in the store, no network, $RUNS runs after $WARMUP warm-ups (hyperfine $(hyperfine --version | awk '{ print $2 }'), \`-N\`: no shell in between), as $BENCH_USER. Load average $load_before before, $load_after after." "" \
+		"Wall time of one container run, image already in the store, no network (\`*-net\`: slirp4netns), $RUNS runs after $WARMUP warm-ups (hyperfine $(hyperfine --version | awk '{ print $2 }'), \`-N\`: no shell in between), as $BENCH_USER. Load average $load_before before, $load_after after." "" \
 		"$table" "" \
-		"**podman / unroot (median): $ratio**" "" \
+		"**podman / unroot (median): $ratio** (no network); **$ratio_net** (slirp4netns)" "" \
 		"- unroot: $("$UNROOT" version 2>/dev/null | head -n1), fast path (the small user-facing binary runs the container itself: container/fastrun); unroot-full: the same with \`UNROOT_NO_FAST=1\` (the embedded full unroot does it); store \`~/.local/share/unroot/storage\` ($(as_user "$UNROOT" info 2>/dev/null | awk -F': ' '/^storage:/ { print $2 }' | cut -d, -f1)); container / mounted as \`$ROOTFS_UNROOT\`" \
 		"- podman: $(podman --version | awk '{ print $3 }'), runc $(runc --version | awk 'NR == 1 { print $3 }'), conmon $(conmon --version | awk 'NR == 1 { print $3 }'); storage \`$PODMAN_DRIVER\` (no mount_program, $PODMAN_NATIVE); container / mounted as \`$ROOTFS_PODMAN\`; containers.conf: runtime = \"runc\", cgroup_manager = \"cgroupfs\", events_logger = \"file\""
 	if [[ -n $ROOTFS ]]; then
