@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -104,8 +103,8 @@ func childNetworkDriver(d Driver) (network.ChildDriver, error) {
 }
 
 // ConfigureChild runs in B: root in the container's user namespace, inside
-// its network namespace, before pivot_root (it opens /dev/net/tun, runs the
-// host's ip(8), and uses sockets under the state directory).
+// its network namespace, before pivot_root (it opens /dev/net/tun and uses
+// sockets under the state directory).
 //
 // It brings lo up, attaches the driver's tap device, sets address, MTU and
 // default route, and, for pasta, starts the in-namespace half of the port
@@ -117,8 +116,8 @@ func ConfigureChild(cfg ChildConfig) error {
 	if err != nil {
 		return err
 	}
-	if err := ipBatch("link set lo up\n"); err != nil {
-		return err
+	if err := linkUp("lo", 0); err != nil {
+		return fmt.Errorf("slirp: %w", err)
 	}
 	netmsg := &messages.ParentInitNetworkDriverCompleted{
 		Dev:                 cfg.Dev,
@@ -134,38 +133,17 @@ func ConfigureChild(cfg ChildConfig) error {
 		return fmt.Errorf("slirp: %s: configuring the container side: %w", cfg.Driver, err)
 	}
 	if !cfg.InterfaceConfigured {
-		script := fmt.Sprintf("link set dev %s mtu %d up\naddr add %s/%d dev %s\nroute add default via %s dev %s\n",
-			dev, cfg.MTU, cfg.IP, cfg.Netmask, dev, cfg.Gateway, dev)
-		if err := ipBatch(script); err != nil {
-			return err
+		if err := linkUp(dev, cfg.MTU); err != nil {
+			return fmt.Errorf("slirp: %w", err)
+		}
+		if err := configureLink(dev, cfg.IP, cfg.Netmask, cfg.Gateway); err != nil {
+			return fmt.Errorf("slirp: %w", err)
 		}
 	}
 	if cfg.PortDriver == "builtin" {
 		if err := startBuiltinPortChild(cfg.PortOpaque); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// ipPath finds ip(8): B may run with a user's PATH that lacks /usr/sbin.
-func ipPath() string {
-	if p, err := exec.LookPath("ip"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return "ip"
-}
-
-func ipBatch(script string) error {
-	cmd := exec.Command(ipPath(), "-batch", "-")
-	cmd.Stdin = strings.NewReader(script)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("slirp: ip -batch %q: %w: %s", script, err, bytes.TrimSpace(out))
 	}
 	return nil
 }
