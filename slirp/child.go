@@ -16,6 +16,8 @@ import (
 	rkslirp "github.com/rootless-containers/rootlesskit/v3/pkg/network/slirp4netns"
 	"github.com/rootless-containers/rootlesskit/v3/pkg/port/builtin"
 	bopaque "github.com/rootless-containers/rootlesskit/v3/pkg/port/builtin/opaque"
+
+	"github.com/unroot/unroot/slirp/ifconf"
 )
 
 // ChildConfig is what the host side (Setup, in A) hands to the container's
@@ -116,7 +118,7 @@ func ConfigureChild(cfg ChildConfig) error {
 	if err != nil {
 		return err
 	}
-	if err := linkUp("lo", 0); err != nil {
+	if err := ifconf.Up("lo", 0); err != nil {
 		return fmt.Errorf("slirp: %w", err)
 	}
 	netmsg := &messages.ParentInitNetworkDriverCompleted{
@@ -133,10 +135,10 @@ func ConfigureChild(cfg ChildConfig) error {
 		return fmt.Errorf("slirp: %s: configuring the container side: %w", cfg.Driver, err)
 	}
 	if !cfg.InterfaceConfigured {
-		if err := linkUp(dev, cfg.MTU); err != nil {
+		if err := ifconf.Up(dev, cfg.MTU); err != nil {
 			return fmt.Errorf("slirp: %w", err)
 		}
-		if err := configureLink(dev, cfg.IP, cfg.Netmask, cfg.Gateway); err != nil {
+		if err := ifconf.Address(dev, cfg.IP, cfg.Netmask, cfg.Gateway); err != nil {
 			return fmt.Errorf("slirp: %w", err)
 		}
 	}

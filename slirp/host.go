@@ -257,6 +257,17 @@ func (h *Host) setupSlirp4netns(ctx context.Context, opts Options, pid, mtu int,
 	return h.publish(ctx, cfg, logw, ports, portDrv, apiSock, slirp4netnsAddrs(mtu))
 }
 
+// Slirp4netnsChild is the container's side of the slirp4netns network
+// Setup starts with opts, known before it starts (its addresses are
+// fixed): for a container that configures its interface itself.
+func Slirp4netnsChild(opts Options) ChildConfig {
+	mtu := opts.MTU
+	if mtu == 0 {
+		mtu = defaultMTU
+	}
+	return (&Host{driver: DriverSlirp4netns}).childConfig(opts, slirp4netnsAddrs(mtu))
+}
+
 // slirp4netnsAddrs are slirp4netns's fixed addresses, as RootlessKit's
 // driver reports them.
 func slirp4netnsAddrs(mtu int) *messages.ParentInitNetworkDriverCompleted {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/unroot/unroot/container/scratch"
 	"github.com/unroot/unroot/internal/trace"
+	"github.com/unroot/unroot/slirp/ifconf"
 	"github.com/unroot/unroot/userns"
 )
 
@@ -73,6 +74,19 @@ func DirectMain() int {
 		return fail(ExitSetup, err)
 	}
 	trace.Mark("init: rootfs mounted")
+	if l := p.Link; l != nil {
+		// The parent starts the network's helper (slirp4netns) once we
+		// are mapped, and it makes the interface: meanwhile we set the
+		// rootfs up.
+		p.beforeStart = func() error {
+			var m string
+			if err := ctl.Recv(&m); err != nil || m != NetworkUp {
+				return fmt.Errorf("waiting for the network: %v", err)
+			}
+			trace.Mark("init: network up")
+			return l.configure()
+		}
+	}
 	code := run(&p, sigs, caught)
 	trace.Mark("init: process ended")
 	// This thread has the container's capabilities now (see applySecurity);
@@ -87,6 +101,26 @@ func DirectMain() int {
 	return code
 }
 
+// Link is the interface of a direct init's user-mode network.
+type Link struct {
+	Dev     string `json:"dev"`
+	MTU     int    `json:"mtu"`
+	IP      string `json:"ip"`
+	Prefix  int    `json:"prefix"`
+	Gateway string `json:"gateway"`
+}
+
+// NetworkUp is the parent's message that a direct init's network helper
+// has made its interface (Process.Link).
+const NetworkUp = "network-up"
+
+func (l *Link) configure() error {
+	if err := ifconf.Up(l.Dev, l.MTU); err != nil {
+		return err
+	}
+	return ifconf.Address(l.Dev, l.IP, l.Prefix, l.Gateway)
+}
+
 // prepareScratch makes our mounts private, brings the network namespace's
 // loopback up, registers the container's layer and makes its directories:
 // none of it needs mapped ids. The clean-up it returns ends every process
@@ -99,7 +133,7 @@ func prepareScratch(p *Process) (func(), error) {
 	if err := mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return nil, err
 	}
-	if p.Net == "none" {
+	if p.Net != "host" {
 		if err := LoopbackUp(); err != nil {
 			return nil, err
 		}

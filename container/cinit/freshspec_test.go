@@ -9,7 +9,7 @@ import (
 var setupOnly = map[string]bool{
 	"Hostname": true, "Net": true, "Rootfs": true, "EtcFiles": true, "EtcWrite": true,
 	"Cgroup": true, "ExecSocket": true, "ExecSocketUID": true, "ExecSocketGID": true,
-	"Mounts": true, "ReadOnly": true, "Scratch": true,
+	"Mounts": true, "ReadOnly": true, "Scratch": true, "Link": true,
 }
 
 func TestFreshSpecRoundTrip(t *testing.T) {

@@ -58,6 +58,9 @@ type Process struct {
 	// Scratch (StageDirect only): the writable layer to make and mount
 	// (at Rootfs).
 	Scratch *Scratch `json:"scratch,omitempty"`
+	// Link (StageDirect only): the interface of a user-mode network to
+	// configure once its helper has made it (the parent says when).
+	Link *Link `json:"link,omitempty"`
 	// OwnLog: this init is the container's only unroot process once the
 	// container runs: it writes the log (rotated at LogMax) and the exit
 	// file itself (the descriptors of detached.go), and MemEvents says
@@ -80,6 +83,9 @@ type Process struct {
 	// resolved is what the setup's init found for the process (fresh.go),
 	// for the fresh init, which then reads no files to start it.
 	resolved *resolvedProcess
+	// beforeStart, when set, runs once the rootfs is set up and pivoted
+	// into, before the process starts (a direct init's network).
+	beforeStart func() error
 }
 
 // resolvedProcess is a process's user, HOME and program, as found inside
@@ -184,6 +190,11 @@ func run(p *Process, sigs chan os.Signal, caught func()) int {
 		return fail(ExitSetup, fmt.Errorf("setting the hostname: %w", err))
 	}
 	trace.Mark("init: pivoted, masked")
+	if p.beforeStart != nil {
+		if err := p.beforeStart(); err != nil {
+			return fail(ExitSetup, err)
+		}
+	}
 	if p.OwnLog && w != nil && !p.NetBypass {
 		// Returns only if the exec failed: then this init stays. (The
 		// bypass's filter goes to the monitor: no container kept alone

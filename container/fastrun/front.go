@@ -321,6 +321,9 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 	}
 	direct := Direct(s, net)
 	if direct {
+		if net != nil {
+			s.Proc.Link = net.link(s)
+		}
 		cleanup, err := directOptions(s, &opts)
 		defer cleanup()
 		if err != nil {
@@ -343,6 +346,17 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 		// of the socket stays open while we wait, which it checks
 		// (userns.ParentGone).
 		defer child.Ctl.Close()
+		if net != nil {
+			stop, err := startNet(net, s, child, bypassParent)
+			if err != nil {
+				return cinit.ExitSetup, err
+			}
+			defer stop()
+			// slirp4netns has made the init's interface.
+			if err := child.Ctl.Send(cinit.NetworkUp); err != nil {
+				_ = child.Cmd.Process.Kill()
+			}
+		}
 		caught()
 		// Once clean, the init sends its code before it exits.
 		exited := make(chan int, 1)
@@ -356,18 +370,11 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 			CopyIn: s.Stdin, Raw: stdinTTY, SignalsFromTTY: s.SignalsFromTTY, Exited: exited}, sigs)
 	}
 	if net != nil {
-		stop, err := net.start(s, child.Cmd.Process.Pid, bypassParent)
-		trace.Mark("front: network started")
+		stop, err := startNet(net, s, child, bypassParent)
 		if err != nil {
-			_ = child.Cmd.Process.Kill()
-			_ = child.Cmd.Wait()
 			return cinit.ExitSetup, err
 		}
-		defer func() {
-			trace.Mark("front: container ended")
-			stop()
-			trace.Mark("front: network stopped")
-		}()
+		defer stop()
 	}
 	if err := child.Ctl.Send(s); err != nil {
 		_ = child.Cmd.Process.Kill()
@@ -376,6 +383,23 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 	caught()
 	return Relay(child.Cmd, Terminal{In: os.Stdin, Out: os.Stdout, PtySocket: ptyParent,
 		CopyIn: s.Stdin, Raw: stdinTTY, SignalsFromTTY: s.SignalsFromTTY}, sigs)
+}
+
+// startNet starts the user-mode network for child (mapped and released),
+// which it kills if that fails.
+func startNet(net *netPlan, s *Spec, child *userns.Child, bypassParent *os.File) (stop func(), err error) {
+	stopNet, err := net.start(s, child.Cmd.Process.Pid, bypassParent)
+	trace.Mark("front: network started")
+	if err != nil {
+		_ = child.Cmd.Process.Kill()
+		_ = child.Cmd.Wait()
+		return nil, err
+	}
+	return func() {
+		trace.Mark("front: container ended")
+		stopNet()
+		trace.Mark("front: network stopped")
+	}, nil
 }
 
 // Terminal is the user's side of a container: its terminal, when it has
@@ -500,11 +524,11 @@ func ExitCode(st *os.ProcessState) int {
 
 // Direct reports whether the container's init can start straight in all
 // its namespaces and mount its own rootfs (cinit.StageDirect), with no
-// monitor in between: not with a user-mode network, which the monitor
-// configures and keeps, nor with CAP_SYS_PTRACE, which would let the
+// monitor in between: not with a user-mode network that needs a monitor
+// (netPlan.direct), nor with CAP_SYS_PTRACE, which would let the
 // container's processes reach the init's descriptor of the store.
 func Direct(s *Spec, net *netPlan) bool {
-	if net != nil {
+	if net != nil && !net.direct() {
 		return false
 	}
 	for _, c := range s.Proc.Caps {
@@ -518,7 +542,7 @@ func Direct(s *Spec, net *netPlan) bool {
 // directOptions turns the monitor's options o into the direct init's:
 // the init binary in every namespace of the container, the /etc files
 // it is to write, and the descriptors the init expects (4: the terminal's
-// socket, 5: "started").
+// socket, 5: "started", 6: the network bypass's socket).
 func directOptions(s *Spec, o *userns.Options) (cleanup func(), err error) {
 	cleanup = func() {}
 	s.Proc.EtcWrite = resolve.EtcContents(s.Proc.Hostname, s.Etc)
@@ -549,6 +573,10 @@ func directOptions(s *Spec, o *userns.Options) (cleanup func(), err error) {
 	if len(o.ExtraFiles) > 0 && s.Proc.Tty {
 		pty = o.ExtraFiles[0]
 	}
-	o.ExtraFiles = []*os.File{pty, devnull}
+	files := []*os.File{pty, devnull}
+	if s.BypassExtra >= 0 {
+		files = append(files, o.ExtraFiles[s.BypassExtra])
+	}
+	o.ExtraFiles = files
 	return cleanup, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/unroot/unroot/container/cinit"
 	"github.com/unroot/unroot/slirp"
 	"github.com/unroot/unroot/slirp/bypass"
 	"github.com/unroot/unroot/userns"
@@ -19,6 +20,7 @@ import (
 // or slirp4netns (helper binaries). The embedded gvisor stack is not in
 // this binary; a run that needs it goes to the full unroot.
 type netPlan struct {
+	drv  slirp.Driver
 	opts slirp.Options
 	// bypass: TCP connections to the host loopback skip the user-mode
 	// stack (package slirp/bypass), as in the full unroot.
@@ -35,7 +37,7 @@ func planNet(f *flags) (*netPlan, bool) {
 	if err != nil || drv == slirp.DriverGvisor {
 		return nil, false
 	}
-	p := &netPlan{opts: slirp.Options{Mode: string(drv), MTU: f.mtu, DisableHostLoopback: f.noHostLoopback, DNS: f.dns},
+	p := &netPlan{drv: drv, opts: slirp.Options{Mode: string(drv), MTU: f.mtu, DisableHostLoopback: f.noHostLoopback, DNS: f.dns},
 		bypass: !f.noHostLoopback && os.Getenv("UNROOT_NET_BYPASS") != "0"}
 	for _, s := range f.publish {
 		ps, err := slirp.ParsePublish(s)
@@ -45,6 +47,19 @@ func planNet(f *flags) (*netPlan, bool) {
 		p.opts.Ports = append(p.opts.Ports, ps...)
 	}
 	return p, true
+}
+
+// direct: slirp4netns with no published ports needs nothing of a monitor
+// (RootlessKit's port forwarder has a half there): the container's init
+// configures its interface itself (Link).
+func (p *netPlan) direct() bool { return p.drv == slirp.DriverSlirp4netns && len(p.opts.Ports) == 0 }
+
+// link is the interface a direct init configures, and the /etc files
+// that go with it, known before slirp4netns starts.
+func (p *netPlan) link(s *Spec) *cinit.Link {
+	cfg := slirp.Slirp4netnsChild(p.opts)
+	s.Etc.Hosts, s.Etc.ResolvConf = string(cfg.Hosts(s.Proc.Hostname)), string(cfg.ResolvConf())
+	return &cinit.Link{Dev: cfg.Dev, MTU: cfg.MTU, IP: cfg.IP, Prefix: cfg.Netmask, Gateway: cfg.Gateway}
 }
 
 // childConfig is the network's container side, which the monitor sets up.

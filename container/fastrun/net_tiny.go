@@ -5,6 +5,8 @@ package fastrun
 import (
 	"errors"
 	"os"
+
+	"github.com/unroot/unroot/container/cinit"
 )
 
 // The smallest build of the user-facing binary (tag unroot_tiny) has no
@@ -29,6 +31,10 @@ func (*netPlan) start(*Spec, int, *os.File) (func(), error) {
 }
 
 func configureNet(*Spec) error { return errors.New("no user-mode network in this build") }
+
+func (*netPlan) direct() bool { return false }
+
+func (*netPlan) link(*Spec) *cinit.Link { return nil }
 
 // WantsNet reports whether Try left a run to the full unroot only for its
 // user-mode network, which the build with the network can do fast.

@@ -147,10 +147,13 @@ func comm(pid int) string {
 	return strings.TrimSpace(string(b))
 }
 
-// On --net=none the fast path's container is unroot and its init, nothing
-// in between: the init mounts its own rootfs. With CAP_SYS_PTRACE, which
-// would let the container reach the init's descriptors, a monitor mounts
-// it instead. Signals reach the container either way.
+// On --net=none, and with slirp4netns when no port is published, the fast
+// path's container is unroot and its init, nothing in between: the init
+// mounts its own rootfs (and configures its interface). With
+// CAP_SYS_PTRACE, which would let the container reach the init's
+// descriptors, or with published ports (RootlessKit's forwarder has a
+// half in the monitor), a monitor is in between. Signals reach the
+// container either way.
 func TestRunFastPathDirectInit(t *testing.T) {
 	t.Parallel()
 	s := sandboxFor(t, nil)
@@ -158,12 +161,22 @@ func TestRunFastPathDirectInit(t *testing.T) {
 	for _, tc := range []struct {
 		extra  []string
 		direct bool
-	}{{nil, true}, {[]string{"--cap-add", "SYS_PTRACE"}, false}} {
-		args := append(append([]string{"run", "--rm", "--net=none"}, tc.extra...), busybox(), "sleep", "30")
+	}{
+		{[]string{"--net=none"}, true},
+		{[]string{"--net=none", "--cap-add", "SYS_PTRACE"}, false},
+		{[]string{"--net=slirp4netns"}, true},
+		{[]string{"--net=slirp4netns", "-p", "127.0.0.1::80"}, false},
+	} {
+		args := append(append([]string{"run", "--rm"}, tc.extra...), busybox(), "sleep", "30")
 		cmd := startBG(t, s, args...)
 		var kids []int
 		waitFor(t, "the container's sleep", func() bool {
-			kids = childrenOf(cmd.Process.Pid)
+			kids = nil
+			for _, k := range childrenOf(cmd.Process.Pid) {
+				if comm(k) != "slirp4netns" { // the network's helper, beside
+					kids = append(kids, k)
+				}
+			}
 			if len(kids) != 1 {
 				return false
 			}

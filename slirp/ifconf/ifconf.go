@@ -1,4 +1,10 @@
-package slirp
+// Package ifconf configures a network interface from inside its network
+// namespace: what `ip link set dev D mtu M up`, `ip addr add IP/N dev D`
+// and `ip route add default via GW dev D` do, without ip(8), whose two
+// runs were ~10 ms of every start with a user-mode network here. It is a
+// package of its own, free of RootlessKit, because the container's init
+// links it (a direct init configures its own interface).
+package ifconf
 
 import (
 	"encoding/binary"
@@ -9,12 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// What `ip link set dev D mtu M up`, `ip addr add IP/N dev D` and `ip route
-// add default via GW dev D` do, in B, without ip(8): its two runs were
-// ~6 ms of every start with a user-mode network here.
-
-// linkUp brings the interface dev up, with mtu when it is not 0.
-func linkUp(dev string, mtu int) error {
+// Up brings the interface dev up, with mtu when it is not 0.
+func Up(dev string, mtu int) error {
 	return withIfreq(dev, func(fd int, ifr *unix.Ifreq) error {
 		if mtu != 0 {
 			ifr.SetUint32(uint32(mtu))
@@ -33,9 +35,9 @@ func linkUp(dev string, mtu int) error {
 	})
 }
 
-// configureLink gives dev its IPv4 address ip/prefix (the kernel adds the
+// Address gives dev its IPv4 address ip/prefix (the kernel adds the
 // subnet's route) and a default route via gw.
-func configureLink(dev, ip string, prefix int, gw string) error {
+func Address(dev, ip string, prefix int, gw string) error {
 	addr, gwAddr := net.ParseIP(ip).To4(), net.ParseIP(gw).To4()
 	if addr == nil || gwAddr == nil || prefix < 0 || prefix > 32 {
 		return fmt.Errorf("bad address %s/%d via %s", ip, prefix, gw)
