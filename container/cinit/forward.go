@@ -22,9 +22,9 @@ const (
 	// NetExitFD is the write end of slirp4netns's --exit-fd pipe (the
 	// monitor passes it there).
 	NetExitFD = 12
-	// initForwardFD is the first of the listening sockets, one per
+	// InitForwardFD is the first of the listening sockets, one per
 	// Process.Forward entry, in order.
-	initForwardFD = NetExitFD + 1
+	InitForwardFD = NetExitFD + 1
 )
 
 // Forward is a published port the init forwards: connections accepted on
@@ -40,7 +40,7 @@ func netFDs(p *Process) []int {
 	}
 	fds := []int{NetExitFD}
 	for i := range p.Forward {
-		fds = append(fds, initForwardFD+i)
+		fds = append(fds, InitForwardFD+i)
 	}
 	return fds
 }
@@ -49,7 +49,7 @@ func netFDs(p *Process) []int {
 // sockets' descriptors are replaced by the runtime's (close-on-exec).
 func startForwards(p *Process) error {
 	for i, fw := range p.Forward {
-		f := os.NewFile(uintptr(initForwardFD+i), "port")
+		f := os.NewFile(uintptr(InitForwardFD+i), "port")
 		l, err := net.FileListener(f)
 		f.Close()
 		if err != nil {

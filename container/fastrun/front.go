@@ -321,10 +321,19 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 	}
 	direct := Direct(s, net)
 	if direct {
+		var forward []*os.File
 		if net != nil {
-			s.Proc.Link = net.link(s)
+			var err error
+			if s.Proc.Link, forward, err = net.link(s); err != nil {
+				return cinit.ExitSetup, err
+			}
+			defer func() {
+				for _, f := range forward {
+					f.Close()
+				}
+			}()
 		}
-		cleanup, err := directOptions(s, &opts)
+		cleanup, err := directOptions(s, &opts, forward)
 		defer cleanup()
 		if err != nil {
 			return cinit.ExitSetup, err
@@ -358,14 +367,19 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 			}
 		}
 		caught()
-		// Once clean, the init sends its code before it exits.
-		exited := make(chan int, 1)
-		go func() {
-			var code int
-			if child.Ctl.Recv(&code) == nil {
-				exited <- code
-			}
-		}()
+		// Once clean, the init sends its code before it exits. Its
+		// published ports' sockets close with it, and must be free when
+		// we return: then we wait for its exit.
+		var exited chan int
+		if len(s.Proc.Forward) == 0 {
+			exited = make(chan int, 1)
+			go func() {
+				var code int
+				if child.Ctl.Recv(&code) == nil {
+					exited <- code
+				}
+			}()
+		}
 		return Relay(child.Cmd, Terminal{In: os.Stdin, Out: os.Stdout, PtySocket: ptyParent,
 			CopyIn: s.Stdin, Raw: stdinTTY, SignalsFromTTY: s.SignalsFromTTY, Exited: exited}, sigs)
 	}
@@ -542,8 +556,9 @@ func Direct(s *Spec, net *netPlan) bool {
 // directOptions turns the monitor's options o into the direct init's:
 // the init binary in every namespace of the container, the /etc files
 // it is to write, and the descriptors the init expects (4: the terminal's
-// socket, 5: "started", 6: the network bypass's socket).
-func directOptions(s *Spec, o *userns.Options) (cleanup func(), err error) {
+// socket, 5: "started", 6: the network bypass's socket, 13...: the
+// published ports' listening sockets, forward).
+func directOptions(s *Spec, o *userns.Options, forward []*os.File) (cleanup func(), err error) {
 	cleanup = func() {}
 	s.Proc.EtcWrite = resolve.EtcContents(s.Proc.Hostname, s.Etc)
 	s.Proc.Scratch = &cinit.Scratch{Tmp: scratch.Dir(s.GraphRoot), ID: s.ID, ImageID: s.ImageID, Lower: s.Lower, GIDs: s.GIDs}
@@ -573,9 +588,16 @@ func directOptions(s *Spec, o *userns.Options) (cleanup func(), err error) {
 	if len(o.ExtraFiles) > 0 && s.Proc.Tty {
 		pty = o.ExtraFiles[0]
 	}
-	files := []*os.File{pty, devnull}
+	files := []*os.File{pty, devnull, nil}
 	if s.BypassExtra >= 0 {
-		files = append(files, o.ExtraFiles[s.BypassExtra])
+		files[2] = o.ExtraFiles[s.BypassExtra]
+	}
+	if len(forward) > 0 {
+		// Extra file i is fd 4+i; the ones in between are closed.
+		for len(files) < cinit.InitForwardFD-4 {
+			files = append(files, nil)
+		}
+		files = append(files, forward...)
 	}
 	o.ExtraFiles = files
 	return cleanup, nil

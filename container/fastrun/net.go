@@ -4,8 +4,10 @@ package fastrun
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -49,17 +51,50 @@ func planNet(f *flags) (*netPlan, bool) {
 	return p, true
 }
 
-// direct: slirp4netns with no published ports needs nothing of a monitor
-// (RootlessKit's port forwarder has a half there): the container's init
-// configures its interface itself (Link).
-func (p *netPlan) direct() bool { return p.drv == slirp.DriverSlirp4netns && len(p.opts.Ports) == 0 }
+// direct: slirp4netns needs nothing of a monitor, unless it has published
+// ports the init cannot forward itself (UDP, or slirp4netns's own
+// forwarding): RootlessKit's forwarder has a half in the monitor. The
+// container's init configures its interface itself (link).
+func (p *netPlan) direct() bool {
+	if p.drv != slirp.DriverSlirp4netns {
+		return false
+	}
+	if len(p.opts.Ports) == 0 {
+		return true
+	}
+	if pd, err := slirp.ChoosePortDriver(p.drv, p.opts.PortDriver); err != nil || pd != slirp.PortBuiltin {
+		return false
+	}
+	for _, port := range p.opts.Ports {
+		if port.Proto != "tcp" {
+			return false
+		}
+	}
+	return true
+}
 
 // link is the interface a direct init configures, and the /etc files
-// that go with it, known before slirp4netns starts.
-func (p *netPlan) link(s *Spec) *cinit.Link {
+// that go with it, known before slirp4netns starts. The published ports
+// are bound here, on the host, and forwarded by the init from inside
+// (cinit.Forward, as a resident network's are): their listening sockets
+// are for the init, in order.
+func (p *netPlan) link(s *Spec) (*cinit.Link, []*os.File, error) {
 	cfg := slirp.Slirp4netnsChild(p.opts)
 	s.Etc.Hosts, s.Etc.ResolvConf = string(cfg.Hosts(s.Proc.Hostname)), string(cfg.ResolvConf())
-	return &cinit.Link{Dev: cfg.Dev, MTU: cfg.MTU, IP: cfg.IP, Prefix: cfg.Netmask, Gateway: cfg.Gateway}
+	var files []*os.File
+	if len(p.opts.Ports) > 0 {
+		bound, fs, err := slirp.ListenPorts(p.opts.Ports)
+		if err != nil {
+			return nil, nil, err
+		}
+		files = fs
+		for _, b := range bound {
+			s.Proc.Forward = append(s.Proc.Forward, cinit.Forward{Addr: net.JoinHostPort(cfg.IP, strconv.Itoa(b.ContainerPort))})
+		}
+		// Not RootlessKit's forwarder's.
+		p.opts.Ports = nil
+	}
+	return &cinit.Link{Dev: cfg.Dev, MTU: cfg.MTU, IP: cfg.IP, Prefix: cfg.Netmask, Gateway: cfg.Gateway}, files, nil
 }
 
 // childConfig is the network's container side, which the monitor sets up.

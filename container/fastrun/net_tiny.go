@@ -34,7 +34,7 @@ func configureNet(*Spec) error { return errors.New("no user-mode network in this
 
 func (*netPlan) direct() bool { return false }
 
-func (*netPlan) link(*Spec) *cinit.Link { return nil }
+func (*netPlan) link(*Spec) (*cinit.Link, []*os.File, error) { return nil, nil, nil }
 
 // WantsNet reports whether Try left a run to the full unroot only for its
 // user-mode network, which the build with the network can do fast.

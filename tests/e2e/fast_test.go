@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,13 +149,13 @@ func comm(pid int) string {
 	return strings.TrimSpace(string(b))
 }
 
-// On --net=none, and with slirp4netns when no port is published, the fast
-// path's container is unroot and its init, nothing in between: the init
-// mounts its own rootfs (and configures its interface). With
-// CAP_SYS_PTRACE, which would let the container reach the init's
-// descriptors, or with published ports (RootlessKit's forwarder has a
-// half in the monitor), a monitor is in between. Signals reach the
-// container either way.
+// On --net=none, and with slirp4netns unless a UDP port is published, the
+// fast path's container is unroot and its init, nothing in between: the
+// init mounts its own rootfs (and configures its interface, and forwards
+// published TCP ports). With CAP_SYS_PTRACE, which would let the container
+// reach the init's descriptors, or with a UDP port (RootlessKit's
+// forwarder has a half in the monitor), a monitor is in between. Signals
+// reach the container either way.
 func TestRunFastPathDirectInit(t *testing.T) {
 	t.Parallel()
 	s := sandboxFor(t, nil)
@@ -165,7 +167,10 @@ func TestRunFastPathDirectInit(t *testing.T) {
 		{[]string{"--net=none"}, true},
 		{[]string{"--net=none", "--cap-add", "SYS_PTRACE"}, false},
 		{[]string{"--net=slirp4netns"}, true},
-		{[]string{"--net=slirp4netns", "-p", "127.0.0.1::80"}, false},
+		// TCP ports: the init forwards them (cinit.Forward); UDP ones
+		// need RootlessKit's forwarder, which has a half in the monitor.
+		{[]string{"--net=slirp4netns", "-p", "127.0.0.1::80"}, true},
+		{[]string{"--net=slirp4netns", "-p", "127.0.0.1::53/udp"}, false},
 	} {
 		args := append(append([]string{"run", "--rm"}, tc.extra...), busybox(), "sleep", "30")
 		cmd := startBG(t, s, args...)
@@ -245,5 +250,52 @@ func TestRunDirectInitEarlyStart(t *testing.T) {
 				t.Errorf("%v %v: fast containers left behind: %v", env, tc.flags, d)
 			}
 		}
+	}
+}
+
+// A published TCP port of a direct `run --rm` (slirp4netns): the init
+// forwards it from a socket bound on the host, and it is free again once
+// the container is gone.
+func TestRunDirectPublishedPort(t *testing.T) {
+	t.Parallel()
+	s := sandboxFor(t, nil)
+	s.pull(busybox())
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := startBG(t, s, "run", "--rm", "--net=slirp4netns", "-p", addr+":8080", busybox(), "sh", "-c",
+		"mkdir /www && echo direct-hello > /www/index.html && exec httpd -f -p 8080 -h /www")
+	var got string
+	waitFor(t, "the published port to answer", func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.0\r\n\r\n")
+		b, _ := io.ReadAll(c)
+		got = string(b)
+		return strings.Contains(got, "direct-hello")
+	})
+	// Nothing but the init (its binary's name, unroot-init-<sum>) and
+	// slirp4netns under unroot.
+	var kids []string
+	for _, k := range childrenOf(cmd.Process.Pid) {
+		if c := comm(k); c != "slirp4netns" {
+			kids = append(kids, c)
+		}
+	}
+	if len(kids) != 1 || !strings.HasPrefix(kids[0], "unroot-init") {
+		t.Errorf("unroot's children are %q (and slirp4netns): want the init alone", kids)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	var ee *exec.ExitError
+	if err := cmd.Wait(); !errors.As(err, &ee) || ee.ExitCode() != 143 {
+		t.Errorf("SIGTERM: want exit 143, got %v", err)
+	}
+	if l, err := net.Listen("tcp", addr); err != nil {
+		t.Errorf("the port is still taken after the container: %v", err)
+	} else {
+		l.Close()
 	}
 }
