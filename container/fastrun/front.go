@@ -320,18 +320,19 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 		opts.Cloneflags |= unix.CLONE_NEWNET
 	}
 	direct := Direct(s, net)
+	// The published ports' listening sockets, for a direct init.
+	var forward []*os.File
+	defer func() {
+		for _, f := range forward {
+			f.Close()
+		}
+	}()
 	if direct {
-		var forward []*os.File
 		if net != nil {
 			var err error
 			if s.Proc.Link, forward, err = net.link(s); err != nil {
 				return cinit.ExitSetup, err
 			}
-			defer func() {
-				for _, f := range forward {
-					f.Close()
-				}
-			}()
 		}
 		cleanup, err := directOptions(s, &opts, forward)
 		defer cleanup()
@@ -345,11 +346,12 @@ func run(s *Spec, m idmap.Mapping, net *netPlan) (int, error) {
 	if err != nil {
 		return cinit.ExitSetup, err
 	}
-	for _, f := range extra {
+	for _, f := range append(extra, forward...) {
 		if f != nil {
 			f.Close()
 		}
 	}
+	forward = nil
 	if direct {
 		// The init had its spec before its mapping (opts.Early); our end
 		// of the socket stays open while we wait, which it checks
