@@ -177,11 +177,8 @@ func Setup(ctx context.Context, opts Options, pid int) (_ *Host, _ ChildConfig, 
 	var nd network.ParentDriver
 	_, ipnet, _ := net.ParseCIDR(cidr)
 	apiSock := filepath.Join(h.stateDir, "slirp4netns.sock")
-	if opts.ExitFD != nil {
-		if drv != DriverSlirp4netns {
-			return nil, cfg, fmt.Errorf("slirp: a resident network needs slirp4netns, not %s", drv)
-		}
-		return h.setupResident(opts, cfg, pid, mtu, ports, portDrv, apiSock)
+	if opts.ExitFD != nil && drv != DriverSlirp4netns {
+		return nil, cfg, fmt.Errorf("slirp: a resident network needs slirp4netns, not %s", drv)
 	}
 	switch drv {
 	case DriverGvisor:
@@ -236,10 +233,24 @@ func (h *Host) childConfig(opts Options, netmsg *messages.ParentInitNetworkDrive
 
 // setupSlirp4netns is Setup's slirp4netns, started by us rather than by
 // RootlessKit's driver (startSlirp4netns says why), with its addresses.
+// With Options.ExitFD it is resident (resident.go): its published ports
+// were bound beforehand (Options.Bound) unless it forwards them itself.
 func (h *Host) setupSlirp4netns(ctx context.Context, opts Options, pid, mtu int, ports []PortSpec, portDrv, apiSock string, logw *tailLog) (*Host, ChildConfig, error) {
-	cmd, err := startSlirp4netns(h.stateDir, pid, mtu, opts.DisableHostLoopback, apiSock, nil, logw)
+	resident := opts.ExitFD != nil
+	native := portDrv == PortNative && len(ports) > 0
+	out := logw
+	if resident {
+		out = nil // its log file instead
+		if !native {
+			apiSock = ""
+		}
+	}
+	cmd, err := startSlirp4netns(h.stateDir, pid, mtu, opts.DisableHostLoopback, apiSock, opts.ExitFD, out)
 	if err != nil {
 		return nil, ChildConfig{}, fmt.Errorf("slirp: starting slirp4netns for pid %d: %w", pid, err)
+	}
+	if resident {
+		h.resident = cmd
 	}
 	h.netClean = func() error {
 		_ = cmd.Process.Kill()
@@ -247,14 +258,19 @@ func (h *Host) setupSlirp4netns(ctx context.Context, opts Options, pid, mtu int,
 		// kernel's network clean-up (~10-20 ms here): a process about to
 		// exit need not wait for that (Quit), unless slirp4netns forwards
 		// ports itself, which must be free by the time we return.
-		if h.quit && (portDrv != PortNative || len(ports) == 0) {
+		if h.quit && !resident && !native {
 			return nil
 		}
 		_ = cmd.Wait()
 		return nil
 	}
-	cfg := h.childConfig(opts, slirp4netnsAddrs(mtu))
-	return h.publish(ctx, cfg, logw, ports, portDrv, apiSock, slirp4netnsAddrs(mtu))
+	netmsg := slirp4netnsAddrs(mtu)
+	cfg := h.childConfig(opts, netmsg)
+	if resident && !native {
+		h.ports = append(h.ports, opts.Bound...)
+		return h, cfg, nil
+	}
+	return h.publish(ctx, cfg, logw, ports, portDrv, apiSock, netmsg)
 }
 
 // Slirp4netnsChild is the container's side of the slirp4netns network
@@ -273,31 +289,6 @@ func Slirp4netnsChild(opts Options) ChildConfig {
 func slirp4netnsAddrs(mtu int) *messages.ParentInitNetworkDriverCompleted {
 	return &messages.ParentInitNetworkDriverCompleted{Dev: tapName, IP: "10.0.2.100", Netmask: 24,
 		Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}, MTU: mtu}
-}
-
-// setupResident is Setup with Options.ExitFD (resident.go).
-func (h *Host) setupResident(opts Options, cfg ChildConfig, pid, mtu int, ports []PortSpec, portDrv, apiSock string) (*Host, ChildConfig, error) {
-	native := portDrv == PortNative && len(ports) > 0
-	if !native {
-		apiSock = ""
-	}
-	cmd, err := startSlirp4netns(h.stateDir, pid, mtu, opts.DisableHostLoopback, apiSock, opts.ExitFD, nil)
-	if err != nil {
-		return nil, cfg, fmt.Errorf("slirp: starting slirp4netns for pid %d: %w", pid, err)
-	}
-	h.resident = cmd
-	h.netClean = func() error {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return nil
-	}
-	netmsg := slirp4netnsAddrs(mtu)
-	cfg = h.childConfig(opts, netmsg)
-	if !native {
-		h.ports = append(h.ports, opts.Bound...)
-		return h, cfg, nil
-	}
-	return h.publish(context.Background(), cfg, &tailLog{fw: opts.Log}, ports, portDrv, apiSock, netmsg)
 }
 
 // publish starts the port driver and publishes ports.
